@@ -1,0 +1,147 @@
+"""Model checkpoints: a directory with the model's config as JSON and its variables saved by orbax.
+
+Layout of a model checkpoint directory (written by `save_checkpoint`, by ``python -m bigsmall_jax.convert``
+and, as ``WORKDIR/model``, by training)::
+
+    DIR/bigsmall_config.json   # {"model": ModelConfig fields, "metadata": {...}}
+    DIR/variables/             # orbax StandardCheckpointer: {"params": ...}
+
+Loading never unpickles anything: orbax stores arrays with tensorstore and metadata as JSON, and the
+config is plain JSON checked key by key. Every array is checked against the shapes the config implies.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from bigsmall_jax.errors import UserError, file_error
+from bigsmall_jax.models import BigSmall, ModelConfig, build_model, dummy_inputs
+
+CONFIG_FILE = "bigsmall_config.json"
+VARIABLES_DIR = "variables"
+
+
+def abstract_variables(model: BigSmall):
+    """Shapes and dtypes of the model's variables, without computing anything."""
+    return jax.eval_shape(lambda: model.init(jax.random.key(0), *dummy_inputs(model.config), train=False))
+
+
+def check_variables(model: BigSmall, variables, source: str) -> None:
+    """Raises `UserError` naming the first missing, extra or mis-shaped array."""
+    expected = {jax.tree_util.keystr(k): v for k, v in
+                jax.tree_util.tree_leaves_with_path(abstract_variables(model))}
+    found = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_leaves_with_path(variables)}
+    missing = sorted(set(expected) - set(found))
+    extra = sorted(set(found) - set(expected))
+    if missing:
+        raise file_error(source, f"missing array(s) {missing} for this model config")
+    if extra:
+        raise file_error(source, f"unexpected array(s) {extra} for this model config")
+    for key, want in expected.items():
+        got = found[key]
+        if tuple(np.shape(got)) != tuple(want.shape):
+            raise file_error(source, f"array {key} has shape {tuple(np.shape(got))}, expected {tuple(want.shape)}")
+        if not np.all(np.isfinite(np.asarray(got))):
+            raise file_error(source, f"array {key} holds NaN or inf values")
+
+
+def save_checkpoint(path: str | Path, config: ModelConfig, variables, metadata: dict[str, Any] | None = None,
+                    overwrite: bool = False) -> Path:
+    """Writes a model checkpoint directory atomically (a temporary directory renamed at the end)."""
+    import orbax.checkpoint as ocp
+
+    path = Path(path).absolute()
+    if path.exists() and not overwrite:
+        raise file_error(path, "already exists (pass overwrite=True / --overwrite to replace it)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        variables = jax.tree_util.tree_map(np.asarray, jax.device_get(variables))
+        with ocp.StandardCheckpointer() as ckptr:
+            ckptr.save(tmp / VARIABLES_DIR, variables)
+            ckptr.wait_until_finished()
+        payload = {"model": config.to_dict(), "metadata": metadata or {}}
+        (tmp / CONFIG_FILE).write_text(json.dumps(payload, indent=2, sort_keys=True))
+        if path.exists():
+            shutil.rmtree(path)
+        tmp.rename(path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def _find_model_dir(path: Path) -> Path:
+    if (path / CONFIG_FILE).is_file():
+        return path
+    if (path / "model" / CONFIG_FILE).is_file():  # a training workdir
+        return path / "model"
+    raise file_error(path, f"not a bigsmall-jax checkpoint directory (no {CONFIG_FILE}; write one with "
+                           "`python -m bigsmall_jax.convert` or by training)")
+
+
+def read_config(path: str | Path) -> tuple[ModelConfig, dict[str, Any]]:
+    """The model config and metadata of a checkpoint directory."""
+    model_dir = _find_model_dir(Path(path))
+    source = model_dir / CONFIG_FILE
+    try:
+        payload = json.loads(source.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise file_error(source, f"cannot read the model config: {e}") from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("model"), dict):
+        raise file_error(source, "expected a JSON object with a 'model' object")
+    try:
+        config = ModelConfig.from_dict(payload["model"], source=str(source))
+    except TypeError as e:
+        raise file_error(source, f"bad model config: {e}") from None
+    return config, dict(payload.get("metadata") or {})
+
+
+def load_checkpoint(path: str | Path) -> tuple[BigSmall, dict]:
+    """Loads ``(model, variables)`` so that ``model.apply(variables, big, small)`` runs.
+
+    Args:
+      path: a model checkpoint directory (from `save_checkpoint`, ``convert`` or training), a training
+        workdir (its ``model/``), or a PyTorch ``.pth`` state dict (imported on the fly, see `convert`).
+    Raises:
+      UserError: missing directory, unreadable or unknown config, arrays missing, extra, mis-shaped or
+        not finite.
+    """
+    path = Path(path)
+    if path.suffix == ".pth":
+        from bigsmall_jax.convert import convert_file
+
+        config, variables = convert_file(path)
+        return build_model(config), variables
+    if not path.exists():
+        raise file_error(path, "no such checkpoint directory")
+    config, _ = read_config(path)
+    model_dir = _find_model_dir(path)
+    import orbax.checkpoint as ocp
+
+    model = build_model(config)
+    target = abstract_variables(model)
+    try:
+        with ocp.StandardCheckpointer() as ckptr:
+            variables = ckptr.restore((model_dir / VARIABLES_DIR).absolute())
+    except Exception as e:  # orbax raises many types for missing/corrupt files
+        raise file_error(model_dir / VARIABLES_DIR, f"cannot restore the variables: {type(e).__name__}: "
+                                                    f"{str(e).splitlines()[0] if str(e) else ''}") from None
+    check_variables(model, variables, str(model_dir))
+    variables = jax.tree_util.tree_map(lambda x, t: jax.numpy.asarray(x, t.dtype), variables, target)
+    return model, variables
+
+
+def describe(path: str | Path) -> str:
+    config, metadata = read_config(path)
+    return f"{config.variant} model, heads {[h for h, _ in config.heads]}, metadata {metadata}"
+
+
+__all__ = ["CONFIG_FILE", "check_variables", "load_checkpoint", "read_config", "save_checkpoint", "UserError"]
