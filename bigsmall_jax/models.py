@@ -326,3 +326,23 @@ def init_variables(model: BigSmall, rng: jax.Array, n_clips: int = 1):
 
 def count_params(params) -> int:
     return int(sum(x.size for x in jax.tree_util.tree_leaves(params)))
+
+
+# Named variants of the family: the paper's model, its ablations and its single-task baselines.
+NAMED_VARIANTS: dict[str, dict[str, Any]] = {
+    "bigsmall": {},
+    "bigsmall_no_downsample": {"big_downsample": False},
+    "bigsmall_tsm": {"shift": "zero"},
+    "bigsmall_no_shift": {"shift": "none"},
+    "bigsmall_concat": {"fusion": "concat"},
+    "big_au": {"variant": "big", "bvp": False, "resp": False, "shift": "none", "big_downsample": False},
+    "small_bvp": {"variant": "small", "n_au": 0, "resp": False, "shift": "none"},
+    "small_resp": {"variant": "small", "n_au": 0, "bvp": False, "shift": "none"},
+}
+
+
+def named_config(name: str, **overrides) -> ModelConfig:
+    """The `ModelConfig` of a named variant (see `NAMED_VARIANTS`), with field overrides."""
+    if name not in NAMED_VARIANTS:
+        raise UserError(f"unknown model variant {name!r}; valid: {sorted(NAMED_VARIANTS)}")
+    return ModelConfig(**{**NAMED_VARIANTS[name], **overrides})
