@@ -13,7 +13,8 @@ import pytest
 
 from bigsmall_jax import load_checkpoint
 from bigsmall_jax.checkpoint import CONFIG_FILE, save_checkpoint
-from bigsmall_jax.convert import convert_file, main as convert_main
+from bigsmall_jax.convert import convert_file
+from bigsmall_jax.convert import main as convert_main
 from bigsmall_jax.errors import UserError
 from bigsmall_jax.flops import forward_cost
 from bigsmall_jax.models import ModelConfig, build_model, dummy_inputs, init_variables, temporal_shift
