@@ -1,0 +1,98 @@
+"""Video reading / writing: round trips, image folders, and every kind of bad file."""
+
+from __future__ import annotations
+
+import imageio
+import numpy as np
+import pytest
+
+from bigsmall_jax.errors import UserError
+from bigsmall_jax.video_io import read_video, write_video
+
+
+def _frames(t=5, h=9, w=13, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (t, h, w, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".avi", ".mkv"])
+def test_lossless_round_trip_is_exact(tmp_path, suffix):
+    frames = _frames()  # odd sizes on purpose
+    path = tmp_path / f"clip{suffix}"
+    write_video(path, frames, 25.0, lossless=True)
+    got, fps = read_video(path)
+    assert fps == pytest.approx(25.0)
+    np.testing.assert_array_equal(got, frames)
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp file left
+
+
+def test_lossy_round_trip_is_close(tmp_path):
+    y, x = np.mgrid[0:32, 0:32]
+    frames = np.stack([np.stack([x * 6 + i, y * 6, (x + y) * 3], -1) for i in range(4)]).astype(np.uint8)
+    write_video(tmp_path / "v.mp4", frames, 30.0)
+    got, fps = read_video(tmp_path / "v.mp4")
+    assert got.shape == frames.shape and fps == pytest.approx(30.0)
+    assert np.abs(got.astype(int) - frames).mean() < 2.5
+
+
+def test_max_frames_and_fps_override(tmp_path):
+    frames = _frames(t=6)
+    write_video(tmp_path / "v.mp4", frames, 25.0, lossless=True)
+    got, fps = read_video(tmp_path / "v.mp4", fps=12.5, max_frames=4)
+    np.testing.assert_array_equal(got, frames[:4])
+    assert fps == 12.5
+
+
+def test_image_folder_sorted(tmp_path):
+    frames = _frames(t=3)
+    for i in (2, 0, 1):
+        imageio.v3.imwrite(tmp_path / f"Image{i:04d}.png", frames[i])
+    (tmp_path / "notes.txt").write_text("not an image")
+    got, fps = read_video(tmp_path, fps=30.0)
+    np.testing.assert_array_equal(got, frames)
+    assert fps == 30.0
+    with pytest.raises(UserError, match="no frame rate"):
+        read_video(tmp_path)
+
+
+def test_image_folder_grey_and_rgba_become_rgb(tmp_path):
+    grey = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    rgba = np.dstack([_frames(1, 3, 4)[0], np.full((3, 4), 255, np.uint8)])
+    imageio.v3.imwrite(tmp_path / "a.png", grey)
+    imageio.v3.imwrite(tmp_path / "b.png", rgba)
+    got, _ = read_video(tmp_path, fps=1.0)
+    np.testing.assert_array_equal(got[0], np.repeat(grey[:, :, None], 3, axis=2))
+    np.testing.assert_array_equal(got[1], rgba[:, :, :3])
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(UserError, match=r"missing\.mp4: no such file"):
+        read_video(tmp_path / "missing.mp4")
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    with pytest.raises(UserError, match=r"empty\.mp4: file is empty"):
+        read_video(tmp_path / "empty.mp4")
+    (tmp_path / "junk.mp4").write_bytes(b"this is not a video" * 50)
+    with pytest.raises(UserError, match=r"junk\.mp4: cannot open as a video"):
+        read_video(tmp_path / "junk.mp4")
+    (tmp_path / "nofolder").mkdir()
+    with pytest.raises(UserError, match="no image files"):
+        read_video(tmp_path / "nofolder", fps=30.0)
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "x.png").write_bytes(b"not a png")
+    with pytest.raises(UserError, match=r"x\.png: cannot decode image"):
+        read_video(tmp_path / "bad", fps=30.0)
+
+
+def test_truncated_video_is_user_error(tmp_path):
+    write_video(tmp_path / "v.mp4", _frames(t=8, h=32, w=32), 25.0, lossless=True)
+    data = (tmp_path / "v.mp4").read_bytes()
+    (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 3])
+    with pytest.raises(UserError, match=r"cut\.mp4"):
+        read_video(tmp_path / "cut.mp4")
+
+
+def test_write_rejects_bad_frames(tmp_path):
+    with pytest.raises(UserError, match="uint8"):
+        write_video(tmp_path / "v.mp4", np.zeros((2, 4, 4, 3), np.float32), 25.0)
+    with pytest.raises(UserError, match="frame rate"):
+        write_video(tmp_path / "v.mp4", np.zeros((2, 4, 4, 3), np.uint8), 0.0)
+    assert not list(tmp_path.iterdir())
