@@ -574,12 +574,13 @@ def build_scene(subject: SubjectParams, video: VideoParams, frame_size: int) -> 
 
 def _au_changes(deltas: np.ndarray, flows: np.ndarray, sp: SubjectParams, base: np.ndarray, skin_rgb: np.ndarray,
                 shading: np.ndarray, lips: np.ndarray, mouth_v: np.ndarray, u: np.ndarray, v: np.ndarray,
-                a: float, b: float) -> None:
+                a: float, b: float, strength: float = 1.0) -> None:
     """Fills deltas[:12] (colour change at full intensity) and flows[:12] (content displacement, px) per AU.
 
     Shapes move by displacement fields (brows, lids, cheeks, lip corners, chin, lips); wrinkles, furrows,
     dimples, highlights and teeth are colour changes. Magnitudes are exaggerated relative to real faces
-    (a few pixels of motion at 160 px) so that every AU is visible at 144 x 144.
+    (4-8 pixels of motion and wrinkles 2-3 pixels wide at 160 px) so that a small CNN learns every AU from
+    a few thousand frames at 144 x 144; `strength` scales all of them.
     """
     au = {name: i for i, name in enumerate(AU_NAMES)}
 
@@ -589,113 +590,112 @@ def _au_changes(deltas: np.ndarray, flows: np.ndarray, sp: SubjectParams, base: 
     def both(fn):
         return fn(-1.0) + fn(1.0)
 
-    def line(dist, width):  # a soft dark/bright line of Gaussian profile across `dist` (face units)
+    def line(dist, width):  # a soft line of Gaussian profile across `dist` (face units)
         return np.exp(-0.5 * (dist / width) ** 2)
 
     def window(x, lo, hi, soft=0.02):  # smooth 0..1 window for x in [lo, hi]
         return np.clip((x - lo) / soft + 0.5, 0, 1) * np.clip((hi - x) / soft + 0.5, 0, 1)
 
     def shade(name, rel):  # relative brightness change of whatever is drawn there
-        deltas[au[name]] += base * rel[..., None]
+        deltas[au[name]] += base * np.maximum(strength * rel, -0.9)[..., None]
 
     def recolour(name, target_rgb, mask):  # blend towards another colour
-        deltas[au[name]] += (target_rgb - base) * mask[..., None]
+        deltas[au[name]] += (target_rgb - base) * np.clip(strength * mask, 0.0, 1.0)[..., None]
 
     def move(name, du, dv):  # content displacement in face units
-        flows[au[name], ..., 0] += du * a
-        flows[au[name], ..., 1] += dv * b
+        flows[au[name], ..., 0] += strength * du * a
+        flows[au[name], ..., 1] += strength * dv * b
 
     by, ey, ex = sp.brow_y, sp.eye_y, sp.eye_dx
     my, mw = sp.mouth_y, sp.mouth_w
     ua = np.abs(u)
-    teeth_rgb = np.array([228.0, 224.0, 210.0]) * shading[..., None]
+    teeth_rgb = np.array([232.0, 228.0, 215.0]) * shading[..., None]
 
     # AU01 inner brow raiser: inner brows up (oblique brows), central forehead wrinkles.
-    inner = both(lambda s: g(s * (sp.brow_inner + 0.1), by, 0.13, 0.14))
-    move("AU01", 0.0, -0.1 * inner)
-    wr = sum(line(v - (by - 0.15 - 0.075 * k), 0.014) for k in range(3))
-    shade("AU01", -0.22 * wr * g(0.0, by - 0.22, 0.22, 0.2))
+    inner = both(lambda s: g(s * (sp.brow_inner + 0.1), by, 0.13, 0.15))
+    move("AU01", 0.0, -0.14 * inner)
+    wr = sum(line(v - (by - 0.17 - 0.09 * k), 0.022) for k in range(3))
+    shade("AU01", -0.4 * wr * g(0.0, by - 0.25, 0.2, 0.2))
 
-    # AU02 outer brow raiser: outer brows up, lateral forehead wrinkles.
-    outer = both(lambda s: g(s * (sp.brow_inner + 0.8 * sp.brow_len), by, 0.13, 0.14))
-    move("AU02", 0.0, -0.1 * outer)
-    wr = sum(line(v - (by - 0.15 - 0.075 * k + 0.1 * (ua - 0.5) ** 2), 0.014) for k in range(3))
-    shade("AU02", -0.2 * wr * both(lambda s: g(s * 0.52, by - 0.2, 0.15, 0.2)))
+    # AU02 outer brow raiser: outer brows up (arched, surprised), lateral forehead wrinkles.
+    outer = both(lambda s: g(s * (sp.brow_inner + 0.8 * sp.brow_len), by, 0.13, 0.15))
+    move("AU02", 0.0, -0.14 * outer)
+    wr = sum(line(v - (by - 0.17 - 0.09 * k + 0.15 * (ua - 0.5) ** 2), 0.022) for k in range(3))
+    shade("AU02", -0.35 * wr * both(lambda s: g(s * 0.55, by - 0.22, 0.14, 0.2)))
 
     # AU04 brow lowerer: brows down and together, vertical furrows between them, shadowed lids.
     for s in (-1.0, 1.0):
-        w = g(s * (sp.brow_inner + 0.15), by, 0.2, 0.13)
-        move("AU04", -s * 0.05 * w, 0.07 * w)
-    furrows = both(lambda s: line(u - s * 0.05, 0.012)) * g(0.0, by + 0.02, 1.0, 0.07)
-    shade("AU04", -0.35 * furrows - 0.12 * both(lambda s: g(s * ex, ey - 0.1, 0.15, 0.05))
-          - 0.12 * g(0.0, by + 0.11, 0.06, 0.02))
+        w = g(s * (sp.brow_inner + 0.15), by, 0.2, 0.14)
+        move("AU04", -s * 0.07 * w, 0.1 * w)
+    furrows = both(lambda s: line(u - s * 0.055, 0.02)) * g(0.0, by + 0.02, 1.0, 0.08)
+    shade("AU04", -0.5 * furrows - 0.25 * both(lambda s: g(s * ex, ey - 0.08, 0.15, 0.05))
+          - 0.2 * g(0.0, by + 0.12, 0.07, 0.03))
 
-    # AU06 cheek raiser: cheeks and lower lids up, cheek bulge, crow's feet, infraorbital furrow.
-    move("AU06", 0.0, -0.065 * both(lambda s: g(s * (ex + 0.04), ey + 0.26, 0.18, 0.12)))
+    # AU06 cheek raiser: cheeks and lower lids up, bright cheek bulge, crow's feet, infraorbital furrow.
+    move("AU06", 0.0, -0.09 * both(lambda s: g(s * (ex + 0.04), ey + 0.26, 0.18, 0.12)))
     corner = ex + sp.eye_w
-    feet = sum(both(lambda s, j=j: line(v - ey - 0.045 * j - 0.35 * j * (ua - corner), 0.012)
-                    * window(ua, corner + 0.03, corner + 0.14) * (u * s > 0)) for j in (-1, 0, 1))
-    shade("AU06", 0.1 * both(lambda s: g(s * 0.42, ey + 0.32, 0.14, 0.08)) - 0.3 * feet
-          - 0.18 * both(lambda s: g(s * ex, ey + 1.1 * sp.eye_h + 0.07, 0.13, 0.016)))
+    feet = sum(both(lambda s, j=j: line(v - ey - 0.06 * j - 0.35 * j * (ua - corner), 0.02)
+                    * window(ua, corner + 0.03, corner + 0.17) * (u * s > 0)) for j in (-1, 0, 1))
+    shade("AU06", 0.2 * both(lambda s: g(s * 0.42, ey + 0.33, 0.15, 0.09)) - 0.45 * feet
+          - 0.35 * both(lambda s: g(s * ex, ey + 1.1 * sp.eye_h + 0.08, 0.13, 0.022)))
 
-    # AU07 lid tightener: both lids close in towards the eye's centre line (narrowed eyes), tense lower lid.
+    # AU07 lid tightener: both lids close in towards the eye's centre line (narrowed eyes), tense lids.
     for s in (-1.0, 1.0):  # flat inside, steep outside: the brows stay put
         w = np.exp(-(((v - ey) / (1.6 * sp.eye_h)) ** 4) - ((u - s * ex) / (1.25 * sp.eye_w)) ** 4)
-        move("AU07", 0.0, -0.6 * (v - ey) * w)
-    shade("AU07", -0.2 * both(lambda s: g(s * ex, ey + 1.6 * sp.eye_h, 0.8 * sp.eye_w, 0.015))
-          - 0.1 * both(lambda s: g(s * ex, ey - 1.8 * sp.eye_h, 0.9 * sp.eye_w, 0.03)))
+        move("AU07", 0.0, -0.65 * (v - ey) * w)
+    shade("AU07", -0.35 * both(lambda s: g(s * ex, ey + 1.7 * sp.eye_h, 0.8 * sp.eye_w, 0.022))
+          - 0.2 * both(lambda s: g(s * ex, ey - 1.9 * sp.eye_h, 0.9 * sp.eye_w, 0.035)))
 
     # Nasolabial folds: from the nose wings down past the mouth corners.
     top, bot = sp.nose_y, my + 0.12
     tt = np.clip((v - top) / (bot - top), 0.0, 1.0)
     fold_u = sp.nose_w * 1.05 + (mw + 0.07 - sp.nose_w * 1.05) * tt**0.8
-    folds = line(ua - fold_u, 0.02) * window(v, top, bot, 0.03)
+    folds = line(ua - fold_u, 0.03) * window(v, top, bot, 0.03)
 
     # AU10 upper lip raiser: upper lip and nose wings up, deep nasolabial folds, upper teeth show.
-    move("AU10", 0.0, -0.055 * g(0.0, my - 0.6 * sp.upper_lip, 0.7 * mw, 0.08)
-         - 0.025 * g(0.0, sp.nose_y, 0.22, 0.06))
-    shade("AU10", -0.28 * folds - 0.12 * g(0.0, sp.nose_y - 0.12, 0.1, 0.02))
-    upper_teeth = window(ua, -1.0, 0.55 * mw, 0.05) * window(v - mouth_v, -0.35 * sp.upper_lip, 0.004, 0.01)
-    recolour("AU10", teeth_rgb, 0.9 * upper_teeth)
+    move("AU10", 0.0, -0.08 * g(0.0, my - 0.6 * sp.upper_lip, 0.7 * mw, 0.09)
+         - 0.035 * g(0.0, sp.nose_y, 0.22, 0.06))
+    shade("AU10", -0.45 * folds - 0.25 * g(0.0, sp.nose_y - 0.12, 0.12, 0.03))
+    upper_teeth = window(ua, -1.0, 0.6 * mw, 0.05) * window(v - mouth_v, -0.45 * sp.upper_lip, 0.006, 0.01)
+    recolour("AU10", teeth_rgb, upper_teeth)
 
     # AU12 lip corner puller: corners out and up (smile), teeth, folds, raised cheek apples.
     for s in (-1.0, 1.0):
-        w = g(s * mw, my, 0.13, 0.11)
-        move("AU12", s * 0.07 * w, -0.07 * w)
-    shade("AU12", -0.18 * folds + 0.08 * both(lambda s: g(s * 0.38, my - 0.22, 0.12, 0.08)))
-    smile_teeth = (window(ua, -1.0, 0.7 * mw, 0.06)
-                   * window(v - mouth_v, -0.3 * sp.upper_lip, 0.25 * sp.lower_lip, 0.012))
-    recolour("AU12", teeth_rgb, 0.85 * smile_teeth)
+        w = g(s * mw, my, 0.14, 0.12)
+        move("AU12", s * 0.09 * w, -0.1 * w)
+    shade("AU12", -0.3 * folds + 0.15 * both(lambda s: g(s * 0.38, my - 0.22, 0.13, 0.09)))
+    smile_teeth = (window(ua, -1.0, 0.75 * mw, 0.06)
+                   * window(v - mouth_v, -0.35 * sp.upper_lip, 0.35 * sp.lower_lip, 0.012))
+    recolour("AU12", teeth_rgb, smile_teeth)
 
-    # AU14 dimpler: corners tucked in, dimples beside them.
+    # AU14 dimpler: corners tucked in, deep dimples beside them.
     for s in (-1.0, 1.0):
-        move("AU14", -s * 0.04 * g(s * mw, my, 0.08, 0.07), 0.0)
-    shade("AU14", -0.4 * both(lambda s: g(s * (mw + 0.07), my - 0.01, 0.035, 0.05))
-          + 0.12 * both(lambda s: g(s * (mw + 0.03), my - 0.07, 0.03, 0.035)))
+        move("AU14", -s * 0.05 * g(s * mw, my, 0.08, 0.07), 0.0)
+    shade("AU14", -0.55 * both(lambda s: g(s * (mw + 0.075), my - 0.01, 0.04, 0.055))
+          + 0.2 * both(lambda s: g(s * (mw + 0.03), my - 0.08, 0.035, 0.04)))
 
     # AU15 lip corner depressor: corners down, folds below them.
     for s in (-1.0, 1.0):
-        move("AU15", -s * 0.01 * g(s * mw, my, 0.1, 0.1), 0.08 * g(s * mw, my + 0.02, 0.1, 0.1))
-    shade("AU15", -0.25 * both(lambda s: line(u - s * (mw + 0.03), 0.015)) * window(v, my + 0.03, my + 0.22, 0.03))
+        move("AU15", -s * 0.015 * g(s * mw, my, 0.1, 0.1), 0.11 * g(s * mw, my + 0.02, 0.11, 0.11))
+    shade("AU15", -0.45 * both(lambda s: line(u - s * (mw + 0.04), 0.025)) * window(v, my + 0.03, my + 0.25, 0.03))
 
     # AU17 chin raiser: chin boss up pushing the lower lip up, mentalis crease and dimpled chin.
-    move("AU17", 0.0, -0.065 * g(0.0, my + sp.lower_lip + 0.2, 0.22, 0.14))
-    stipple = 0.5 + 0.5 * np.sin(u * 70.0) * np.sin(v * 70.0)
-    shade("AU17", -0.3 * g(0.0, my + sp.lower_lip + 0.08, 0.18, 0.015)
-          - 0.18 * stipple * g(0.0, my + sp.lower_lip + 0.25, 0.14, 0.07)
-          + 0.06 * g(0.0, my + sp.lower_lip + 0.25, 0.12, 0.05))
+    move("AU17", 0.0, -0.09 * g(0.0, my + sp.lower_lip + 0.2, 0.22, 0.14))
+    stipple = 0.5 + 0.5 * np.sin(u * 55.0) * np.sin(v * 55.0)
+    shade("AU17", -0.5 * g(0.0, my + sp.lower_lip + 0.09, 0.18, 0.022)
+          - 0.3 * stipple * g(0.0, my + sp.lower_lip + 0.26, 0.14, 0.07))
 
-    # AU23 lip tightener: mouth narrower, red margins thinner and paler.
+    # AU23 lip tightener: mouth narrower, red margins thinner and pale.
     for s in (-1.0, 1.0):
-        move("AU23", -s * 0.06 * g(s * 0.8 * mw, my, 0.13, 0.1), 0.0)
-    move("AU23", 0.0, -0.35 * (v - mouth_v) * g(0.0, my, 0.9 * mw, 0.08))
-    recolour("AU23", skin_rgb, 0.45 * lips)
+        move("AU23", -s * 0.09 * g(s * 0.8 * mw, my, 0.13, 0.1), 0.0)
+    move("AU23", 0.0, -0.4 * (v - mouth_v) * g(0.0, my, 0.9 * mw, 0.08))
+    recolour("AU23", skin_rgb, 0.75 * lips)
 
     # AU24 lip pressor: lips pressed flat together, skin bulging above and below, a dark closed line.
-    move("AU24", 0.0, -0.55 * (v - mouth_v) * g(0.0, my, 0.95 * mw, 0.07))
-    shade("AU24", 0.12 * g(0.0, my - sp.upper_lip - 0.05, 0.2, 0.03)
-          + 0.12 * g(0.0, my + sp.lower_lip + 0.05, 0.2, 0.03)
-          - 0.45 * line(v - mouth_v, 0.012) * window(ua, -1.0, mw, 0.03) - 0.12 * lips)
+    move("AU24", 0.0, -0.7 * (v - mouth_v) * g(0.0, my, 0.95 * mw, 0.07))
+    shade("AU24", 0.22 * g(0.0, my - sp.upper_lip - 0.05, 0.2, 0.035)
+          + 0.22 * g(0.0, my + sp.lower_lip + 0.05, 0.2, 0.035)
+          - 0.6 * line(v - mouth_v, 0.02) * window(ua, -1.0, mw, 0.03) - 0.2 * lips)
 
 
 # ----------------------------------------------------------------------------------------------------------

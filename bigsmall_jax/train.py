@@ -208,7 +208,7 @@ def validate_config(config: ml_collections.ConfigDict) -> ModelConfig:
         if not math.isfinite(float(config.optim[name])) or float(config.optim[name]) < 0:
             raise UserError(f"optim.{name} must be a finite number >= 0, got {config.optim[name]!r}")
     pw = tuple(config.loss.au_pos_weight)
-    if pw and len(pw) != mc.n_au:
+    if pw and mc.n_au and len(pw) != mc.n_au:
         raise UserError(f"loss.au_pos_weight has {len(pw)} values but the model has {mc.n_au} AUs")
     if not 0 <= int(config.seed) < 2**31:
         raise UserError(f"seed must be in [0, 2**31), got {config.seed}")
@@ -328,7 +328,7 @@ def make_train_step(model: BigSmall, schedule: optax.Schedule, *, seed: int, tas
         per_task = jax.lax.psum(local, axis_name)
         metrics = {"loss": losses_lib.weighted_total(per_task, weights),
                    **{f"loss_{h}": v for h, v in per_task.items()},
-                   "grad_norm": optax.global_norm(grads),
+                   "grad_norm": optax.tree.norm(grads),
                    "lr": jnp.asarray(schedule(state.step), jnp.float32)}
         return state.apply_gradients(grads=grads), metrics
 

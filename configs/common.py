@@ -104,4 +104,6 @@ def single_task_config(variant: str, fold: int = 1) -> ml_collections.ConfigDict
     """One of the paper's single-task baselines ("big_au", "small_bvp", "small_resp") on a BP4D+ fold."""
     c = bp4d_config(fold)
     c.model = model_section(variant)
+    if not c.model.n_au:
+        c.loss.au_pos_weight = ()
     return c

@@ -275,3 +275,37 @@ def test_generic_builder_reads_videos_and_csv_from_source_dir(tmp_path):
             np.testing.assert_array_equal(got["au"], w["labels"]["au"])
             np.testing.assert_allclose(got["bvp"], w["labels"]["bvp"], atol=2e-3)  # CSV keeps 6 decimals
             np.testing.assert_allclose(got["hr_bpm"], w["labels"]["hr_bpm"], atol=1e-3)
+
+
+def _diff_norm(wave):
+    d = np.diff(np.asarray(wave, np.float64))
+    return np.append(d / d.std(), 0.0)
+
+
+def test_bp4d_plus_trains_on_pos_and_tests_on_blood_pressure(tmp_path):
+    """Fold 1 from two tiny BP4D+ files: train pulse label = POS wave, test pulse label = BP wave."""
+    from scipy import io as sio
+
+    rng = np.random.default_rng(0)
+    t = 12
+    waves = {}
+    for name in ("F046_T1", "F006_T1"):  # F046 trains in fold 1, F006 is tested
+        waves[name] = {k: rng.normal(size=t) for k in ("bp_wave", "pos_env_norm_bvp", "resp_wave")}
+        au = {a: rng.integers(0, 2, t).astype(float) for a in AU_NAMES}
+        au["AU01"][0] = 9  # "unknown" code
+        sio.savemat(tmp_path / f"{name}.mat", {"X": rng.integers(0, 256, (t, 40, 40, 3), dtype=np.uint8),
+                                               "HR_bpm": np.full(t, 70.0), "resp_bpm": np.full(t, 15.0),
+                                               **waves[name], **au})
+    builder = prepare.ensure_dataset("bp4d_plus", tmp_path / "data", config="fold1", source_dir=tmp_path,
+                                     progress=False, face_crop="none", big_size=36, small_size=4)
+    assert builder.builder_config.name.startswith("fold1-")
+    for split, name, key in (("train", "F046_T1", "pos_env_norm_bvp"), ("test", "F006_T1", "bp_wave")):
+        records = _records(builder, split)
+        assert {r["video_id"].decode() for r in records} == {name} and len(records) == t // 3
+        np.testing.assert_allclose(np.concatenate([r["bvp"] for r in records]), _diff_norm(waves[name][key]),
+                                   rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(np.concatenate([r["resp"] for r in records]),
+                                   _diff_norm(waves[name]["resp_wave"]), rtol=1e-5, atol=1e-6)
+        au = np.concatenate([r["au"] for r in records])
+        assert np.isnan(au[0, 0]) and not np.isnan(au[1:, 0]).any()
+        np.testing.assert_array_equal(np.concatenate([r["hr_bpm"] for r in records]), 70.0)
