@@ -23,6 +23,13 @@ matrix products, one `cv2.remap` and a few array operations):
    spatial gradient and white balance), Gaussian sensor noise is added, and the frame is rounded to
    uint8 (then optionally JPEG-compressed).
 
+Learnability: the AU cues are deliberately exaggerated (brows move 4-7 px, wrinkles 2-3 px wide at
+160 px; `SyntheticConfig.au_strength` scales them), because the default CPU run sees only ~8,000 Big
+frames. Measured on the default dataset, held-out subjects (8 train / 4 held out): a linear ridge model
+on the 9x9 Small frames recovers HR and RR exactly per 20 s video, and a 6-conv CNN on 72x72 Big frames
+(batch 16, Adam 1e-3) reaches mean AU F1 0.68 after 3 epochs and 0.70 after 4. Train with
+`bigsmall_jax.waveforms.AU_POS_WEIGHT` (this data's label rates), not the BP4D+ pos_weight.
+
 Units: lengths of the face model are in face units, u = (x - cx) / a across (-1 left edge, +1 right
 edge of the face in the image) and v = (y - cy) / b down (-1 top of the head, +1 chin), where (cx, cy)
 is the face centre and a, b its half-width and half-height in pixels. Pixel quantities in
@@ -71,10 +78,10 @@ AU_REGIONS: dict[str, tuple[float, float, float, float]] = {
     "AU02": (0.2, 0.95, -0.95, -0.05),
     "AU04": (0.0, 0.75, -0.7, 0.05),
     "AU06": (0.05, 0.95, -0.35, 0.5),
-    "AU07": (0.1, 0.7, -0.35, 0.1),
+    "AU07": (0.05, 0.75, -0.45, 0.15),
     "AU10": (0.0, 0.65, 0.0, 0.7),
     "AU12": (0.0, 0.8, 0.05, 0.85),
-    "AU14": (0.0, 0.7, 0.3, 0.8),
+    "AU14": (0.0, 0.85, 0.15, 0.85),
     "AU15": (0.0, 0.7, 0.3, 0.95),
     "AU17": (0.0, 0.55, 0.4, 1.1),
     "AU23": (0.0, 0.6, 0.3, 0.8),
@@ -111,6 +118,7 @@ class SyntheticConfig:
       illumination_drift: largest slow relative change of the light level within a video.
       noise_std: mean sensor-noise standard deviation in grey levels (per video x0.5-1.5).
       blink_rate_hz: mean blink rate (Hz).
+      au_strength: scales every AU's motion and shading (1: the default, deliberately exaggerated look).
       val_fraction, test_fraction: share of subjects held out for validation and test.
     """
 
@@ -133,6 +141,7 @@ class SyntheticConfig:
     illumination_drift: float = 0.05
     noise_std: float = 2.0
     blink_rate_hz: float = 0.15
+    au_strength: float = 1.0
     val_fraction: float = 1.0 / 6.0
     test_fraction: float = 1.0 / 6.0
 
@@ -151,7 +160,7 @@ class SyntheticConfig:
         if not 1 <= int(self.jpeg_quality) <= 100:
             raise bad("jpeg_quality", "must be in 1..100")
         for name in ("hr_drift_bpm", "rr_drift_bpm", "pulse_amplitude", "resp_motion_px", "head_motion_px",
-                     "head_rotation_deg", "illumination_drift", "noise_std", "blink_rate_hz"):
+                     "head_rotation_deg", "illumination_drift", "noise_std", "blink_rate_hz", "au_strength"):
             if not float(getattr(self, name)) >= 0:
                 raise bad(name, "must be >= 0")
         if self.illumination_drift >= 1 or self.pulse_amplitude >= 0.5:
@@ -399,7 +408,7 @@ def _sample(img: np.ndarray, u: np.ndarray, v: np.ndarray, extent: float) -> np.
     return cv2.remap(img, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
 
-def build_scene(subject: SubjectParams, video: VideoParams, frame_size: int) -> Scene:
+def build_scene(subject: SubjectParams, video: VideoParams, frame_size: int, au_strength: float = 1.0) -> Scene:
     """Draws the canonical subject and precomputes the per-video delta images and displacement fields."""
     sp, vp, size = subject, video, int(frame_size)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
@@ -528,7 +537,8 @@ def build_scene(subject: SubjectParams, video: VideoParams, frame_size: int) -> 
     deltas = np.zeros((N_DELTAS, size, size, 3))
     flows = np.zeros((N_FLOWS, size, size, 2))
     skin_rgb = face_rgb * np.array([1.0, 0.97, 0.97])
-    _au_changes(deltas, flows, sp, base, skin_rgb, np.clip(shade, 0.0, 1.0), lips, mouth_v, u, v, a, b)
+    _au_changes(deltas, flows, sp, base, skin_rgb, np.clip(shade, 0.0, 1.0), lips, mouth_v, u, v, a, b,
+                strength=au_strength)
 
     # Pulse: more blood -> darker skin, in the rPPG colour ratio, weighted to cheeks and forehead.
     deltas[len(AU_NAMES)] = -vp.pulse_amp * np.asarray(RPPG_RGB) * skin_map[..., None] * base
@@ -621,7 +631,7 @@ def _au_changes(deltas: np.ndarray, flows: np.ndarray, sp: SubjectParams, base: 
     outer = both(lambda s: g(s * (sp.brow_inner + 0.8 * sp.brow_len), by, 0.13, 0.15))
     move("AU02", 0.0, -0.14 * outer)
     wr = sum(line(v - (by - 0.17 - 0.09 * k + 0.15 * (ua - 0.5) ** 2), 0.022) for k in range(3))
-    shade("AU02", -0.35 * wr * both(lambda s: g(s * 0.55, by - 0.22, 0.14, 0.2)))
+    shade("AU02", -0.45 * wr * both(lambda s: g(s * 0.55, by - 0.22, 0.15, 0.2)))
 
     # AU04 brow lowerer: brows down and together, vertical furrows between them, shadowed lids.
     for s in (-1.0, 1.0):
@@ -643,8 +653,8 @@ def _au_changes(deltas: np.ndarray, flows: np.ndarray, sp: SubjectParams, base: 
     for s in (-1.0, 1.0):  # flat inside, steep outside: the brows stay put
         w = np.exp(-(((v - ey) / (1.6 * sp.eye_h)) ** 4) - ((u - s * ex) / (1.25 * sp.eye_w)) ** 4)
         move("AU07", 0.0, -0.65 * (v - ey) * w)
-    shade("AU07", -0.35 * both(lambda s: g(s * ex, ey + 1.7 * sp.eye_h, 0.8 * sp.eye_w, 0.022))
-          - 0.2 * both(lambda s: g(s * ex, ey - 1.9 * sp.eye_h, 0.9 * sp.eye_w, 0.035)))
+    shade("AU07", -0.4 * both(lambda s: g(s * ex, ey + 1.7 * sp.eye_h, 0.85 * sp.eye_w, 0.03))
+          - 0.3 * both(lambda s: g(s * ex, ey - 1.9 * sp.eye_h, 0.95 * sp.eye_w, 0.04)))
 
     # Nasolabial folds: from the nose wings down past the mouth corners.
     top, bot = sp.nose_y, my + 0.12
@@ -671,8 +681,9 @@ def _au_changes(deltas: np.ndarray, flows: np.ndarray, sp: SubjectParams, base: 
     # AU14 dimpler: corners tucked in, deep dimples beside them.
     for s in (-1.0, 1.0):
         move("AU14", -s * 0.05 * g(s * mw, my, 0.08, 0.07), 0.0)
-    shade("AU14", -0.55 * both(lambda s: g(s * (mw + 0.075), my - 0.01, 0.04, 0.055))
-          + 0.2 * both(lambda s: g(s * (mw + 0.03), my - 0.08, 0.035, 0.04)))
+    shade("AU14", -0.6 * both(lambda s: g(s * (mw + 0.08), my - 0.01, 0.055, 0.07))
+          - 0.15 * both(lambda s: g(s * (mw + 0.12), my - 0.1, 0.1, 0.12))
+          + 0.25 * both(lambda s: g(s * (mw + 0.02), my - 0.09, 0.04, 0.045)))
 
     # AU15 lip corner depressor: corners down, folds below them.
     for s in (-1.0, 1.0):
@@ -852,7 +863,7 @@ def generate_recording(subject_index: int, video_index: int, config: SyntheticCo
     subject = subject_params(subject_index, config.seed)
     video = video_params(subject, subject_index, video_index, config)
     signals = video_signals(subject_index, video_index, config, video)
-    scene = build_scene(subject, video, config.frame_size)
+    scene = build_scene(subject, video, config.frame_size, config.au_strength)
     delta_w, flow_w = frame_weights(signals)
     frames = render_frames(scene, delta_w, flow_w, signals.light, video.noise_std,
                            _rng(config.seed, subject_index, video_index, 4),

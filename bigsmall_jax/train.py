@@ -805,10 +805,12 @@ def _train(run: _Run, state, progress: dict[str, Any], iterator_state: str | Non
                 state, metrics = run.p_train_step(state, shard_batch(batch, n_local, t))
                 metrics = {k: float(v[0]) for k, v in jax.device_get(metrics).items()}
                 if _diverged(metrics):
+                    kept = (f"the last good checkpoint is step {last_saved} in {workdir / 'checkpoints'}"
+                            if last_saved is not None else "there is no checkpoint yet")
                     raise TrainingDiverged(
                         f"loss {metrics['loss']} / gradient norm {metrics['grad_norm']} at step {step} (epoch "
-                        f"{epoch}): training stopped; the last good checkpoint is step {last_saved} in "
-                        f"{workdir / 'checkpoints'} (try a lower optim.lr, or optim.clip_norm)")
+                        f"{epoch}; the parameters after {step} updates): training stopped, {kept} (try a lower "
+                        "optim.lr, or optim.clip_norm)")
                 step += 1
                 window_clips += batch_clips
                 record = {"step": step, "epoch": epoch, **{f"train_{k}": v for k, v in metrics.items()}}

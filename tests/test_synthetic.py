@@ -325,3 +325,16 @@ def test_cli_bad_setting_is_one_line_error(tmp_path, capsys):
         sy.main(["--out", str(tmp_path / "y"), "--n-subjects", "0"])
     assert e.value.code == 2
     assert not (tmp_path / "y").exists()
+
+
+def test_au_strength_scales_the_au_changes():
+    sp = sy.subject_params(1, 0)
+    vp = sy.video_params(sp, 1, 0, TINY)
+    full = sy.build_scene(sp, vp, TINY.frame_size)
+    none = sy.build_scene(sp, vp, TINY.frame_size, au_strength=0.0)
+    half = sy.build_scene(sp, vp, TINY.frame_size, au_strength=0.5)
+    n = len(AU_NAMES)
+    assert np.all(none.deltas[:n] == 0) and np.all(none.flows[:n] == 0)
+    np.testing.assert_allclose(half.flows[:n], 0.5 * full.flows[:n], atol=1e-5)
+    np.testing.assert_array_equal(none.deltas[n:], full.deltas[n:])  # pulse and blink untouched
+    np.testing.assert_array_equal(none.base, full.base)

@@ -347,19 +347,21 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_synthetic_datase
     assert not (tmp_path / "w" / "metrics.json").exists()
 
 
-def test_huge_learning_rate_is_reported_by_the_cli(tiny_synthetic_dataset, tmp_path):
+def test_huge_learning_rate_is_reported_by_the_cli(tiny_synthetic_dataset, tmp_path, capsys):
     data_dir, builder = tiny_synthetic_dataset
-    proc = subprocess.run([sys.executable, "-m", "bigsmall_jax.train", "--workdir", str(tmp_path / "w"),
-                           *_tiny_overrides(data_dir, builder, "optim.lr=1e30", "optim.schedule='constant'")],
-                          capture_output=True, text=True, timeout=300, env=_env())
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    error = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert len(error) == 1 and "at step" in error[0] and "last good checkpoint" in error[0]
+    argv = ["--workdir", str(tmp_path / "w"),
+            *_tiny_overrides(data_dir, builder, "optim.lr=1e30", "optim.schedule='constant'")]
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(argv)
+    assert exit_info.value.code == 2
+    error = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and "at step" in error[0] and "training stopped" in error[0]
 
 
 def test_workdir_with_another_config_is_refused(tiny_synthetic_dataset, tmp_path):
     data_dir, builder = tiny_synthetic_dataset
-    train.train_and_evaluate(_tiny_config(data_dir, builder, "train.stop_after_steps=1"), tmp_path / "w")
+    # Stopped before its first step: the workdir holds the run's config but no compiled step was needed.
+    train.train_and_evaluate(_tiny_config(data_dir, builder, "train.stop_after_steps=0"), tmp_path / "w")
     with pytest.raises(UserError, match=r"different config \(keys optim\.lr\)"):
         train.train_and_evaluate(_tiny_config(data_dir, builder, "optim.lr=0.5"), tmp_path / "w")
 
