@@ -180,9 +180,104 @@ def temporal_shift(x: jax.Array, n_segment: int, kind: str = "wrap", fold_div: i
     return jnp.concatenate([back, fwd, rest], axis=-1).reshape(nt, h, w, c)
 
 
+# ----------------------------------------------------------------------------------------------------------
+# Ops written for speed on XLA:CPU (docs/benchmark.md measures each); same values as the plain Flax ops.
+
+
+@jax.custom_vjp
+def relu(x: jax.Array) -> jax.Array:
+    """max(x, 0) whose gradient is taken from the output: g * sign(y), y = relu(x) (= g where x > 0, else 0).
+
+    The same values and gradients as `flax.linen.relu` (for finite g), but the backward pass needs only the
+    output: the pre-activation is not kept, so conv + bias + ReLU fuse into one kernel that writes one array,
+    and the mask multiply fuses into the next convolution's input-gradient kernel.
+    """
+    return jnp.maximum(x, 0)
+
+
+def _relu_fwd(x):
+    y = jnp.maximum(x, 0)
+    return y, y
+
+
+def _relu_bwd(y, g):
+    return (g * jnp.sign(y).astype(g.dtype),)
+
+
+relu.defvjp(_relu_fwd, _relu_bwd)
+
+
+def avg_pool(x: jax.Array, window: int) -> jax.Array:
+    """Average pool with stride = window and VALID padding, as `flax.linen.avg_pool` computes it, written as
+    a reshape and a mean (XLA:CPU runs reduce-window and its gradient several times slower).
+
+    Args:
+      x: (M, H, W, C).
+      window: pool size p.
+    Returns:
+      (M, H // p, W // p, C); rows and columns past the last whole window are dropped.
+    """
+    m, h, w, c = x.shape
+    ho, wo = h // window, w // window
+    x = x[:, : ho * window, : wo * window]
+    return x.reshape(m, ho, window, wo, window, c).mean(axis=(2, 4))
+
+
+class Dropout(nn.Module):
+    """Inverted dropout like `flax.linen.Dropout`, drawing 8 random bits per element instead of 32.
+
+    One 32-bit random word decides 4 elements (bytes compared with round(keep * 256)), a quarter of
+    flax's random-number work, which dominated the cost of dropout on a CPU. Exact for keep probabilities
+    that are multiples of 1/256 (the paper's 0.75 and 0.5); other rates, and channel counts that are not a
+    multiple of 4, use `flax.linen.Dropout`. Randomness comes from the ``"dropout"`` RNG stream.
+    """
+
+    rate: float
+
+    @nn.compact
+    def __call__(self, x: jax.Array, deterministic: bool) -> jax.Array:
+        if deterministic or self.rate == 0.0:
+            return x
+        keep = 1.0 - self.rate
+        threshold = round(keep * 256)
+        if x.shape[-1] % 4 or threshold / 256 != keep:
+            return nn.Dropout(self.rate, deterministic=False)(x)
+        words = jax.random.bits(self.make_rng("dropout"), (*x.shape[:-1], x.shape[-1] // 4), jnp.uint32)
+        shifts = jnp.arange(4, dtype=jnp.uint32) * jnp.uint32(8)
+        byte = (words[..., None] >> shifts) & jnp.uint32(255)
+        mask = (byte < jnp.uint32(threshold)).reshape(x.shape)
+        return jnp.where(mask, x / jnp.asarray(keep, x.dtype), jnp.zeros_like(x))
+
+
 def _conv(features: int, dtype, name: str) -> nn.Conv:
     # 3x3, stride 1, one pixel of zero padding each side: PyTorch's Conv2d(k=3, padding=1).
     return nn.Conv(features, (3, 3), padding=((1, 1), (1, 1)), dtype=dtype, name=name)
+
+
+class InputConv(nn.Module):
+    """`_conv` for few input channels: the same parameters ("kernel" (3, 3, C, F) LeCun-normal, "bias" (F,)
+    zeros) and values, computed with the input and the kernel padded with zero channels to a multiple of
+    `channel_multiple`. XLA:CPU (YNNPACK) runs the Big branch's 3-channel first convolution at about half
+    the speed of a 4-channel one; the zero channel adds a third to that layer's multiply-adds (1.3% of the
+    model's, and of the FLOPs XLA counts for it)."""
+
+    features: int
+    dtype: Any = jnp.float32
+    channel_multiple: int = 4
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        c = x.shape[-1]
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (3, 3, c, self.features), jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
+        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+        pad = -c % self.channel_multiple
+        if pad:
+            x = jnp.pad(x, ((0, 0), (0, 0), (0, 0), (0, pad)))
+            kernel = jnp.pad(kernel, ((0, 0), (0, 0), (0, pad), (0, 0)))
+        y = jax.lax.conv_general_dilated(x, kernel, (1, 1), ((1, 1), (1, 1)),
+                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return y + bias
 
 
 class BigBranch(nn.Module):
@@ -199,10 +294,14 @@ class BigBranch(nn.Module):
         i = 0
         for n_convs, pool, rate in zip(self.stages, self.pools, self.dropout, strict=True):
             for _ in range(n_convs):
-                x = nn.relu(_conv(self.filters[i], self.dtype, f"conv{i + 1}")(x))
+                if i == 0:
+                    conv = InputConv(self.filters[i], self.dtype, name=f"conv{i + 1}")
+                else:
+                    conv = _conv(self.filters[i], self.dtype, f"conv{i + 1}")
+                x = relu(conv(x))
                 i += 1
-            x = nn.avg_pool(x, (pool, pool), strides=(pool, pool))
-            x = nn.Dropout(rate, deterministic=not train)(x)
+            x = avg_pool(x, pool)
+            x = Dropout(rate)(x, deterministic=not train)
         return x
 
 
@@ -219,7 +318,7 @@ class SmallBranch(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         for i, features in enumerate(self.filters):
             x = temporal_shift(x, self.n_segment, self.shift, self.fold_div)
-            x = nn.relu(_conv(features, self.dtype, f"conv{i + 1}")(x))
+            x = relu(_conv(features, self.dtype, f"conv{i + 1}")(x))
         return x
 
 

@@ -4,6 +4,7 @@ Held-out synthetic subjects test it (HR / RR MAE, AU F1). Scale up with e.g.
 ``dataset.settings.n_subjects=24 train.num_epochs=8``.
 """
 
+from bigsmall_jax import waveforms
 from configs import common
 
 
@@ -19,6 +20,8 @@ def get_config():
     c.train.num_epochs = 3
     c.train.checkpoint_every_steps = 100
     c.train.eval_batch_clips = 32
+    # negatives / positives of each AU in the generator (as BP4D_AU_POS_WEIGHT is for BP4D+).
+    c.loss.au_pos_weight = tuple(waveforms.AU_POS_WEIGHT)
     c.optim.lr = 1e-3
     c.optim.schedule = "warmup_cosine"
     c.optim.warmup_steps = 50

@@ -289,6 +289,38 @@ def test_clipping_happens_before_adamw():
     assert not np.allclose(clipped, run(optim.make_optimizer(schedule)), rtol=1e-3)
 
 
+def test_pcgrad_step_applies_the_projected_task_gradients():
+    """With SGD(lr=1), the step's parameter change is minus PCGrad of the three task gradients, each computed
+    on its own with jax.grad."""
+    from bigsmall_jax import losses
+
+    model = build_model(ModelConfig(big_filters=(4, 4, 4, 8, 8, 8), small_filters=(4, 4, 4, 8), dense_units=8,
+                                    dropout=(0.0, 0.0, 0.0)))
+    rng = np.random.default_rng(0)
+    batch = {"big": rng.normal(size=(6, 144, 144, 3)).astype(np.float32),
+             "small": rng.normal(size=(6, 9, 9, 3)).astype(np.float32),
+             "au": (rng.random((6, 12)) > 0.5).astype(np.float32), "bvp": rng.normal(size=6).astype(np.float32),
+             "resp": rng.normal(size=6).astype(np.float32)}
+    weights = {"au": 1.0, "bvp": 3.0, "resp": 0.5}
+    state0 = train.create_train_state(model, optax.sgd(1.0), 0)
+    step = jax.pmap(train.make_train_step(model, optax.constant_schedule(1.0), seed=7, task_weights=weights,
+                                          pcgrad=True), axis_name=train.AXIS, devices=jax.devices()[:1])
+    state1, _ = step(train.replicate(state0, jax.devices()[:1]), train.shard_batch(batch, 1, 3))
+    delta = _flat_params(train.unreplicate(state1).params) - _flat_params(state0.params)
+
+    def task_loss(params, task):
+        out = model.apply({"params": params}, batch["big"], batch["small"], train=True)
+        s, c = losses.task_sums(out, batch)[task]
+        return weights[task] * s / c
+
+    grads = [jax.grad(task_loss)(state0.params, t) for t in ("au", "bvp", "resp")]
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(7), 1), 2**31 - 1)
+    order = [int(i) for i in jax.random.permutation(key, 3)]
+    want = _pcgrad_loop([_flat_params(g) for g in grads], order)
+    np.testing.assert_allclose(-delta, want, rtol=1e-4, atol=1e-6)
+    assert not np.allclose(want, sum(_flat_params(g) for g in grads), atol=1e-4)  # something was projected
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Whole runs: resume, NaN stop.
 
