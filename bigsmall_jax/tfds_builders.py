@@ -492,19 +492,24 @@ class BigsmallBp4dPlus(_RealDatasetBuilder):
         return {"train": list(folds["train"]), "test": list(folds["test"])}
 
 
-class BigsmallUbfcRppg(_RealDatasetBuilder):
-    """UBFC-rPPG: PPG (and the HR it gives) only."""
-
-    name = "bigsmall_ubfc_rppg"
-    READER = "ubfc_rppg"
-    DESCRIPTION = "UBFC-rPPG clips (pulse only), split by subject."
-    BUILDER_CONFIGS = [
+def _pulse_only_configs() -> list[BigSmallConfig]:
+    """The configs of a pulse-only dataset: a subject split for training, and all-test for cross-dataset tests."""
+    return [
         BigSmallConfig(name="default", labels=("bvp",), optional_labels=("hr_bpm",),
                        description="Subjects 60/20/20 into train/validation/test (sorted ids)."),
         BigSmallConfig(name="all_test", labels=("bvp",), optional_labels=("hr_bpm",),
                        split_fractions=(("test", 1.0),),
                        description="Every subject in test (cross-dataset evaluation)."),
     ]
+
+
+class BigsmallUbfcRppg(_RealDatasetBuilder):
+    """UBFC-rPPG: PPG (and the HR it gives) only."""
+
+    name = "bigsmall_ubfc_rppg"
+    READER = "ubfc_rppg"
+    DESCRIPTION = "UBFC-rPPG clips (pulse only), split by subject."
+    BUILDER_CONFIGS = _pulse_only_configs()
 
 
 class BigsmallPure(_RealDatasetBuilder):
@@ -513,13 +518,7 @@ class BigsmallPure(_RealDatasetBuilder):
     name = "bigsmall_pure"
     READER = "pure"
     DESCRIPTION = "PURE clips (pulse only), split by subject."
-    BUILDER_CONFIGS = [
-        BigSmallConfig(name="default", labels=("bvp",), optional_labels=("hr_bpm",),
-                       description="Subjects 60/20/20 into train/validation/test (sorted ids)."),
-        BigSmallConfig(name="all_test", labels=("bvp",), optional_labels=("hr_bpm",),
-                       split_fractions=(("test", 1.0),),
-                       description="Every subject in test (cross-dataset evaluation)."),
-    ]
+    BUILDER_CONFIGS = _pulse_only_configs()
 
 
 class BigsmallGeneric(_RealDatasetBuilder):

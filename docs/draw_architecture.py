@@ -22,7 +22,10 @@ def arrow(ax, x0, y0, x1, y1):
     ax.add_patch(FancyArrowPatch((x0, y0), (x1, y1), arrowstyle="-|>", mutation_scale=12, lw=1.2, color="#333"))
 
 
-def main(out=Path(__file__).with_name("architecture.png")):
+OUT = Path(__file__).with_name("architecture.png")
+
+
+def main(out: Path = OUT):
     fig, ax = plt.subplots(figsize=(12, 4.6))
     ax.set_xlim(0, 12.4)
     ax.set_ylim(0, 4.6)
