@@ -1,7 +1,8 @@
 """Speed of the model family on this machine: FLOPs, parameters, latency, throughput and the input pipeline.
 
     python -m bigsmall_jax.benchmark [--models bigsmall big_au ...] [--batch 16] [--dtype float32|bfloat16]
-        [--repeats 10] [--quick] [--no-input-pipeline] [--no-tune] [--output OUT.json]
+        [--repeats 10] [--quick] [--no-input-pipeline] [--data-dir DIR] [--no-tune] [--profile]
+        [--output OUT.json]
 
 For every model (default: all of `bigsmall_jax.models.NAMED_VARIANTS`, plus ``single_task_sum``, the three
 single-task baselines run one after the other on the same frames) it reports:
@@ -30,8 +31,12 @@ epoch of training as the trainer runs it: loader, `bigsmall_jax.train.shard_batc
 metrics fetched), ``step_only_s`` (the same number of steps on a batch already on the device) and
 ``loader_overhead`` = epoch_s / step_only_s - 1.
 
-On a CPU the benchmark first applies `configure_cpu_runtime` (XLA:CPU library-fusion flags and an allocator
-that keeps freed memory; see docs/benchmark.md for what each is worth); ``--no-tune`` runs with the
+``--profile`` adds the first model's train step broken down by XLA op (`profile_train_step`).
+
+On a CPU the benchmark compiles the forward passes and the train steps with the tuned XLA:CPU presets
+(`TUNED_YNN_FUSIONS`: which ops go to the YNNPACK library, for inference and for training) and keeps freed
+memory in the process (`_tune_allocator`); docs/benchmark.md has what each is worth. `configure_cpu_runtime`
+applies the same to a whole process (for the train and infer commands). ``--no-tune`` runs with the
 defaults instead. A GPU or TPU is used when JAX finds one (``jax.devices()[0]``).
 """
 
@@ -60,7 +65,15 @@ from tqdm import tqdm
 
 from bigsmall_jax.errors import UserError, cli_main, file_error
 from bigsmall_jax.flops import forward_cost
-from bigsmall_jax.models import DTYPES, NAMED_VARIANTS, BigSmall, build_model, count_params, named_config
+from bigsmall_jax.models import (
+    DTYPES,
+    NAMED_VARIANTS,
+    BigSmall,
+    build_model,
+    count_params,
+    init_variables,
+    named_config,
+)
 from bigsmall_jax.recording import BP4D_AU_POS_WEIGHT
 
 log = logging.getLogger(__name__)
@@ -69,16 +82,41 @@ DEFAULT_MODELS: tuple[str, ...] = tuple(NAMED_VARIANTS)
 SINGLE_TASK_MODELS: tuple[str, ...] = ("big_au", "small_bvp", "small_resp")
 BENCH_DTYPES: tuple[str, ...] = ("float32", "bfloat16")
 
-# XLA:CPU flags `configure_cpu_runtime` adds, per compute dtype (measured in docs/benchmark.md). They choose
-# which ops XLA hands to the YNNPACK library. float32: every dot alone, elementwise ops (a convolution that
-# feeds them joins their fusion: conv + bias + ReLU in one kernel) and reductions; left out of XLA's
-# default set is "every convolution alone", which also hands YNNPACK the weight-gradient convolutions that
-# it runs 2-4x slower than XLA's own (Eigen) ones. bfloat16: no elementwise fusions, which would pull the
-# bfloat16 conversions of every matmul into YNNPACK kernels 2-3x slower than XLA's.
-TUNED_XLA_CPU_FLAGS: dict[str, tuple[str, ...]] = {
-    "float32": ("--xla_cpu_experimental_ynn_fusion_type=individual_dot,eltwise,reduce",),
-    "bfloat16": ("--xla_cpu_experimental_ynn_fusion_type=individual_dot,reduce",),
+# Which ops XLA:CPU hands to the YNNPACK library (``--xla_cpu_experimental_ynn_fusion_type``), per compute
+# dtype and purpose; docs/benchmark.md has the measurements. YNNPACK runs each of its kernels on one core
+# here, XLA's own (Eigen) convolutions use every core, and XLA's default set hands YNNPACK every
+# convolution, the weight gradients included, which it runs 2-4x slower than Eigen.
+# * training: dots, elementwise ops (a convolution feeding them joins them: conv + bias + ReLU, and the
+#   input-gradient convolution with the ReLU mask) and reductions (bias gradients) go to YNNPACK, the
+#   weight-gradient convolutions stay with Eigen. In bfloat16 without elementwise fusions, which would pull
+#   every matmul's bfloat16 conversion into YNNPACK kernels 2-3x slower than XLA's.
+# * inference: nothing goes to YNNPACK, so that every convolution runs on all cores.
+YNN_FUSION_TYPES: dict[str, int] = {"dot": 1, "eltwise": 2, "reduce": 3, "individual_dot": 4,
+                                    "individual_convolution": 5}
+TUNED_YNN_FUSIONS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("float32", "train"): ("individual_dot", "eltwise", "reduce"),
+    ("bfloat16", "train"): ("individual_dot", "reduce"),
+    ("float32", "infer"): (),
+    ("bfloat16", "infer"): (),
 }
+PURPOSES: tuple[str, ...] = ("train", "infer")
+
+
+def tuned_compiler_options(dtype: str, purpose: str) -> dict[str, str]:
+    """XLA compile options (``jax.jit(f).lower(...).compile(compiler_options=...)``) of the tuned preset."""
+    try:
+        names = TUNED_YNN_FUSIONS[dtype, purpose]
+    except KeyError:
+        raise UserError(f"no tuned XLA preset for dtype {dtype!r} and purpose {purpose!r}; valid: "
+                        f"{sorted(TUNED_YNN_FUSIONS)}") from None
+    return {"xla_cpu_experimental_ynn_fusion_type": ",".join(str(YNN_FUSION_TYPES[n]) for n in names)}
+
+
+def tuned_xla_flags(dtype: str, purpose: str) -> tuple[str, ...]:
+    """The same preset as ``XLA_FLAGS`` entries, for a whole process."""
+    tuned_compiler_options(dtype, purpose)  # validates
+    return (f"--xla_cpu_experimental_ynn_fusion_type={','.join(TUNED_YNN_FUSIONS[dtype, purpose])}",)
+
 
 # The synthetic dataset of the input-pipeline benchmark: 6 subjects x 2 videos of 8 s at 25 fps.
 PIPELINE_SYNTHETIC: dict[str, Any] = dict(n_subjects=6, videos_per_subject=2, duration_s=8.0, fps=25.0,
@@ -123,15 +161,19 @@ def _tune_allocator() -> bool:
     return all(r == 1 for r in ok)
 
 
-def configure_cpu_runtime(*, dtype: str = "float32", xla_flags: bool = True, allocator: bool = True
-                          ) -> dict[str, Any]:
+def configure_cpu_runtime(*, dtype: str = "float32", purpose: str = "train", xla_flags: bool = True,
+                          allocator: bool = True) -> dict[str, Any]:
     """Process-wide settings that make the model faster on a CPU; call before JAX runs anything.
 
+    For the command lines: ``python -m bigsmall_jax.train`` would call it with ``purpose="train"``,
+    ``bigsmall_jax.infer`` with ``purpose="infer"`` (the benchmark sets the same presets per compilation).
+
     Args:
-      dtype: the compute dtype the process will mostly run (``"float32"`` or ``"bfloat16"``).
-      xla_flags: append ``TUNED_XLA_CPU_FLAGS[dtype]`` to ``XLA_FLAGS`` (only flags not already set there;
-        skipped, with a warning, once a JAX backend is running: XLA reads the variable when it starts). They
-        only change XLA:CPU; GPU and TPU programs are unaffected.
+      dtype: the compute dtype the process runs (``"float32"`` or ``"bfloat16"``).
+      purpose: ``"train"`` or ``"infer"``: what the process mostly runs (`TUNED_YNN_FUSIONS`).
+      xla_flags: append `tuned_xla_flags` to ``XLA_FLAGS`` (unless the flag is already set there; skipped,
+        with a warning, once a JAX backend is running: XLA reads the variable when it starts). It only
+        changes XLA:CPU; GPU and TPU programs are unaffected.
       allocator: tune glibc malloc (`_tune_allocator`). Freed memory then stays with the process.
 
     Returns:
@@ -140,9 +182,7 @@ def configure_cpu_runtime(*, dtype: str = "float32", xla_flags: bool = True, all
     added: list[str] = []
     if xla_flags:
         current = os.environ.get("XLA_FLAGS", "")
-        if dtype not in TUNED_XLA_CPU_FLAGS:
-            raise UserError(f"unknown dtype {dtype!r}; valid: {', '.join(TUNED_XLA_CPU_FLAGS)}")
-        wanted = [f for f in TUNED_XLA_CPU_FLAGS[dtype] if f.split("=")[0] not in current]
+        wanted = [f for f in tuned_xla_flags(dtype, purpose) if f.split("=")[0] not in current]
         if wanted and _backends_initialized():
             log.warning("JAX is already running: XLA flags %s not applied", " ".join(wanted))
         elif wanted:
@@ -280,13 +320,20 @@ class TrainStepBench:
     flops: float  # XLA cost of one step on one device
     compile_s: float
 
-    def run(self, batch=None) -> dict[str, Any]:
-        """One step on `batch` (default: the resident one); blocks; returns the metrics as floats."""
+    def dispatch(self, batch=None):
+        """Starts one step on `batch` (host arrays shaped by `bigsmall_jax.train.shard_batch`, copied to the
+        devices first, as pmap would; keys the step does not read, e.g. "record_index", are left out; default:
+        the resident batch); returns its metrics without waiting."""
         if batch is None:
-            self.state, metrics = self.compiled(self.state, self.batch)
+            batch = self.batch
         else:
-            self.state, metrics = self.step(self.state, batch)
-        return {k: float(v[0]) for k, v in jax.device_get(metrics).items()}
+            batch = _put_sharded({k: batch[k] for k in self.batch}, jax.local_devices()[: self.n_devices])
+        self.state, metrics = self.compiled(self.state, batch)
+        return metrics
+
+    def run(self, batch=None) -> dict[str, Any]:
+        """One step (see `dispatch`); blocks; returns the metrics as floats."""
+        return {k: float(v[0]) for k, v in jax.device_get(self.dispatch(batch)).items()}
 
 
 def make_train_step_bench(model: BigSmall, batch_clips: int, seed: int = 0, lr: float = 1e-3,
@@ -349,21 +396,22 @@ class ModelBench:
 
 
 def prepare_model(name: str, *, batch_clips: int, dtype: str = "float32", seed: int = 0,
-                  compiler_options: Mapping[str, Any] | None = None, label: str | None = None,
+                  compiler_options: Mapping[str, Any] | None = None,
+                  train_compiler_options: Mapping[str, Any] | None = None, label: str | None = None,
                   model: BigSmall | None = None) -> ModelBench:
     """Builds, initializes and compiles (forward on `batch_clips` clips and on one clip, train step) a
     named variant (`bigsmall_jax.models.NAMED_VARIANTS`) computing in `dtype`.
 
-    `compiler_options` apply to these compilations only; `label` names the timings (default: `name`);
-    `model` replaces the named variant's module (experiments with a modified model).
+    `compiler_options` (XLA debug options) apply to these compilations only, `train_compiler_options`
+    (default: the same) to the train step's; `label` names the timings (default: `name`); `model` replaces
+    the named variant's module (experiments with a modified model).
     """
     options = dict(compiler_options or {})
+    train_options = options if train_compiler_options is None else dict(train_compiler_options)
     if dtype not in BENCH_DTYPES:
         raise UserError(f"unknown dtype {dtype!r}; valid: {', '.join(BENCH_DTYPES)}")
     model = model or build_model(named_config(name, dtype=dtype))
     config = model.config
-    from bigsmall_jax.models import init_variables
-
     variables = init_variables(model, jax.random.key(seed))
     data = synthetic_batch(config, batch_clips, seed)
     big, small = jax.device_put(data["big"]), jax.device_put(data["small"])
@@ -381,7 +429,7 @@ def prepare_model(name: str, *, batch_clips: int, dtype: str = "float32", seed: 
         compile_infer_s=compile_infer_s,
         infer_batch=lambda: jax.block_until_ready(fwd_batch(variables, big, small)),
         infer_clip=lambda: jax.block_until_ready(fwd_clip(variables, big1, small1)),
-        train=make_train_step_bench(model, batch_clips, seed, compiler_options=options),
+        train=make_train_step_bench(model, batch_clips, seed, compiler_options=train_options),
     )
 
 
@@ -435,9 +483,12 @@ def single_task_sum(models: Mapping[str, Mapping[str, Any]], peak_gflops: float)
 
 
 def benchmark_models(names: Sequence[str], *, batch_clips: int, dtype: str = "float32", repeats: int = 10,
-                     peak_n: int | None = None, progress: bool = True
+                     peak_n: int | None = None, tuned: bool = True, progress: bool = True
                      ) -> tuple[dict[str, Any], dict[str, ModelBench]]:
     """Compiles and times every model, interleaved with the peak matmul.
+
+    `tuned`: compile the forward passes and train steps with the `TUNED_YNN_FUSIONS` presets (on a CPU;
+    elsewhere XLA's defaults); the peak matmul always with XLA's defaults.
 
     Returns:
       ({"matmul_peak_gflops", "matmul_peak_gflops_best", "models": {name: figures}}, {name: ModelBench}).
@@ -447,9 +498,14 @@ def benchmark_models(names: Sequence[str], *, batch_clips: int, dtype: str = "fl
         raise UserError(f"unknown model(s) {unknown}; valid: {', '.join(NAMED_VARIANTS)}")
     if batch_clips < 1 or repeats < 1:
         raise UserError(f"--batch and --repeats must be >= 1, got {batch_clips} and {repeats}")
+    infer_options = train_options = None
+    if tuned and jax.devices()[0].platform == "cpu":
+        infer_options = tuned_compiler_options(dtype, "infer")
+        train_options = tuned_compiler_options(dtype, "train")
     benches = {}
     for name in tqdm(names, desc="compile", unit="model", disable=not progress):
-        benches[name] = prepare_model(name, batch_clips=batch_clips, dtype=dtype)
+        benches[name] = prepare_model(name, batch_clips=batch_clips, dtype=dtype, compiler_options=infer_options,
+                                      train_compiler_options=train_options)
         log.info("%s: compiled in %.1f s", name, benches[name].compile_infer_s + benches[name].train.compile_s)
     peak_fn, peak_flops = matmul_peak_fn(dtype, peak_n)
     fns = {"peak": peak_fn}
@@ -612,7 +668,7 @@ def benchmark_input_pipeline(train: TrainStepBench, *, data_dir: str | os.PathLi
             sharded = train_lib.shard_batch(batch, train.n_devices, t)
             if pending is not None:
                 jax.device_get(pending)
-            train.state, pending = train.step(train.state, sharded)
+            pending = train.dispatch(sharded)
         jax.device_get(pending)
         return time.perf_counter() - start
 
@@ -622,7 +678,7 @@ def benchmark_input_pipeline(train: TrainStepBench, *, data_dir: str | os.PathLi
             train.run()
         return time.perf_counter() - start
 
-    epoch_with_loader(0)  # warm-up: compiles the step for host batches, fills caches
+    epoch_with_loader(0)  # warm-up: fills caches
     with_loader, overlapped, step_only = [], [], []
     for r in tqdm(range(repeats), desc="epochs", unit="epoch", disable=not progress, leave=False):
         with_loader.append(epoch_with_loader(r + 1))
@@ -691,7 +747,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data-dir", help="TFDS data dir for the pipeline dataset (default: a temporary one)")
     parser.add_argument("--worker-count", type=int, default=0, help="grain workers of the pipeline benchmark")
     parser.add_argument("--no-tune", action="store_true",
-                        help="run with XLA's and the allocator's defaults (no configure_cpu_runtime)")
+                        help="run with XLA's and the allocator's defaults (no tuned presets, no allocator tuning)")
     parser.add_argument("--peak-size", type=int, default=None, help="side of the peak matmul (default 2048 on CPU)")
     parser.add_argument("--profile", action="store_true",
                         help="also profile the first model's train step (jax.profiler) and list its costliest ops")
@@ -720,14 +776,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """The whole benchmark for parsed arguments; returns the JSON-able result."""
-    runtime = {"xla_flags": [], "allocator": False}
-    if not args.no_tune:
-        runtime = configure_cpu_runtime(dtype=args.dtype)
     info = device_info()
+    on_cpu = info["platform"] == "cpu"
+    tuned = on_cpu and not args.no_tune
+    runtime = {"allocator": _tune_allocator() if tuned else False,
+               "infer_compiler_options": tuned_compiler_options(args.dtype, "infer") if tuned else {},
+               "train_compiler_options": tuned_compiler_options(args.dtype, "train") if tuned else {}}
     load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
     names = list(args.models or DEFAULT_MODELS)
     timings, benches = benchmark_models(names, batch_clips=args.batch, dtype=args.dtype, repeats=args.repeats,
-                                        peak_n=args.peak_size)
+                                        peak_n=args.peak_size, tuned=tuned)
     result = {"device": describe_device(info), "dtype": args.dtype,
               "matmul_peak_gflops": timings["matmul_peak_gflops"],
               "matmul_peak_gflops_best": timings["matmul_peak_gflops_best"],

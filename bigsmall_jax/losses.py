@@ -108,8 +108,9 @@ def safe_mean(total: jax.Array, count: jax.Array) -> jax.Array:
 
 
 def weighted_total(task_losses: Mapping[str, jax.Array], weights: Mapping[str, float]) -> jax.Array:
-    """Sum of ``weights[task] * loss`` over the tasks present (a missing weight counts as 1)."""
-    return sum(float(weights.get(t, 1.0)) * v for t, v in task_losses.items())
+    """Sum of ``weights[task] * loss`` over the tasks present (a missing weight counts as 1; weights may be
+    traced values, e.g. a curriculum's per-step weights)."""
+    return sum(weights.get(t, 1.0) * v for t, v in task_losses.items())
 
 
 def multitask_loss(outputs, batch, au_pos_weight=None, weights: Mapping[str, float] | None = None):

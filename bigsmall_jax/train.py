@@ -196,6 +196,8 @@ def validate_config(config: ml_collections.ConfigDict) -> ModelConfig:
     """Checks a training config; returns its model config. Raises `UserError` naming the bad key."""
     mc = model_config(config)
     t = config.train
+    if t.init not in INITS:
+        raise UserError(f"train.init must be one of {INITS}, got {t.init!r}")
     if t.select not in ("last", "best"):
         raise UserError(f"train.select must be 'last' or 'best', got {t.select!r}")
     if t.select == "best" and not config.dataset.val_split:
@@ -207,6 +209,10 @@ def validate_config(config: ml_collections.ConfigDict) -> ModelConfig:
     for name in ("lr", "b1", "b2", "eps", "weight_decay"):
         if not math.isfinite(float(config.optim[name])) or float(config.optim[name]) < 0:
             raise UserError(f"optim.{name} must be a finite number >= 0, got {config.optim[name]!r}")
+    for task in losses_lib.TASKS:
+        start = float(config.loss[f"{task}_start"])
+        if not 0.0 <= start < 1.0:
+            raise UserError(f"loss.{task}_start must be a fraction of the training steps in [0, 1), got {start}")
     pw = tuple(config.loss.au_pos_weight)
     if pw and mc.n_au and len(pw) != mc.n_au:
         raise UserError(f"loss.au_pos_weight has {len(pw)} values but the model has {mc.n_au} AUs")
@@ -244,11 +250,52 @@ class TrainState(train_state.TrainState):
     """flax's TrainState (step, params, opt_state; apply_fn and tx static)."""
 
 
+INITS = ("flax", "torch")
+
+
+def torch_style_init(params, key: jax.Array):
+    """Re-draws every conv / dense layer as PyTorch's default init does (what the paper trained from).
+
+    PyTorch's ``Conv2d`` / ``Linear`` draw weights from kaiming_uniform(a=sqrt(5)) and biases alike, both
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with fan_in = kh*kw*in_channels (conv) or in_features (dense).
+    Flax's defaults (lecun_normal weights, zero biases) give weights sqrt(3) times larger and no biases.
+
+    Args:
+      params: a params pytree of `BigSmall` (leaves ``kernel`` (kh, kw, in, out) / (in, out) and ``bias``).
+      key: PRNG key.
+    Returns:
+      A pytree of the same structure and shapes, float32.
+    """
+    flat = jax.tree_util.tree_flatten_with_path(params)[0]
+    kernels = {tuple(str(getattr(k, "key", k)) for k in path[:-1]): leaf for path, leaf in flat
+               if str(getattr(path[-1], "key", path[-1])) == "kernel"}
+    out = []
+    for i, (path, leaf) in enumerate(flat):
+        layer = tuple(str(getattr(k, "key", k)) for k in path[:-1])
+        kernel = kernels[layer]
+        fan_in = int(np.prod(kernel.shape[:-1]))
+        bound = 1.0 / math.sqrt(fan_in)
+        out.append(jax.random.uniform(jax.random.fold_in(key, i), leaf.shape, jnp.float32, -bound, bound))
+    return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(params), out)
+
+
 def create_train_state(model: BigSmall, tx: optax.GradientTransformation, seed: int,
-                       params=None) -> TrainState:
-    """A fresh train state: params from `init_variables` with key (seed, "init"), or the given ones."""
+                       params=None, init: str = "flax") -> TrainState:
+    """A fresh train state.
+
+    Args:
+      model, tx: the module and the optimizer.
+      seed: params are drawn with key ``fold_in(PRNGKey(seed), 0)``.
+      params: start from these instead (e.g. converted PyTorch weights).
+      init: ``"flax"`` (Flax's default initializers) or ``"torch"`` (`torch_style_init`, PyTorch's defaults).
+    """
     if params is None:
-        params = init_variables(model, jax.random.fold_in(jax.random.PRNGKey(seed), 0))["params"]
+        key = jax.random.fold_in(jax.random.PRNGKey(seed), 0)
+        params = init_variables(model, key)["params"]
+        if init == "torch":
+            params = torch_style_init(params, jax.random.fold_in(key, 1))
+        elif init != "flax":
+            raise UserError(f"unknown init {init!r}; valid: {', '.join(INITS)}")
     return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
 
 
@@ -266,7 +313,8 @@ def _apply_per_clip(model: BigSmall, params, big, small, keys):
 
 def make_train_step(model: BigSmall, schedule: optax.Schedule, *, seed: int, task_weights: Mapping[str, float],
                     au_pos_weight=None, pcgrad: bool = False, per_clip_dropout: bool = True,
-                    debug_nan_step: int = -1, axis_name: str = AXIS):
+                    task_start_steps: Mapping[str, int] | None = None, debug_nan_step: int = -1,
+                    axis_name: str = AXIS):
     """The per-device training step, to be wrapped in ``jax.pmap(..., axis_name=axis_name)``.
 
     Args:
@@ -277,21 +325,26 @@ def make_train_step(model: BigSmall, schedule: optax.Schedule, *, seed: int, tas
       au_pos_weight: (n_au,) BCE positive weights, or None.
       pcgrad: combine task gradients with PCGrad (`bigsmall_jax.optim.pcgrad`) instead of summing.
       per_clip_dropout: dropout keys per global clip index (device-count invariant) rather than per device.
+      task_start_steps: {task: step}: the task's loss has weight 0 before that step (a curriculum; default:
+        every task from step 0). Its loss is still computed and logged.
       debug_nan_step: tests only; the loss of that step is multiplied by NaN.
 
     Returns:
       ``step(state, batch) -> (state, metrics)``. ``batch`` holds this device's frames: "big"
       (n*T, 144, 144, 3), "small" (n*T, 9, 9, 3), labels "au" (n*T, 12), "bvp", "resp" (n*T,), optional masks
-      "au_mask", "bvp_mask", "resp_mask", "frame_mask". ``metrics``: global "loss" (weighted total),
-      "loss_<task>" (unweighted means), "grad_norm", "lr", identical on every device.
+      "au_mask", "bvp_mask", "resp_mask", "frame_mask". ``metrics``: global "loss" (weighted total, with the
+      weights of this step), "loss_<task>" (unweighted means), "grad_norm", "lr", identical on every device.
     """
     base_key = jax.random.PRNGKey(seed)
     t = model.config.n_segment
     pos_weight = None if au_pos_weight is None or len(au_pos_weight) == 0 else jnp.asarray(au_pos_weight, jnp.float32)
     heads = [h for h, _ in model.config.heads]
-    weights = {h: float(task_weights.get(h, 1.0)) for h in heads}
+    base_weights = {h: float(task_weights.get(h, 1.0)) for h in heads}
+    starts = {h: int((task_start_steps or {}).get(h, 0)) for h in heads}
 
     def step(state: TrainState, batch: Mapping[str, jax.Array]):
+        weights = {h: base_weights[h] * (state.step >= starts[h]) if starts[h] > 0 else base_weights[h]
+                   for h in heads}
         step_key = jax.random.fold_in(base_key, state.step + 1)
         n_clips = batch["big"].shape[0] // t
         first_clip = jax.lax.axis_index(axis_name) * n_clips
@@ -718,9 +771,10 @@ def _setup_run(config: ml_collections.ConfigDict, workdir: Path) -> _Run:
     weights = {"au": float(config.loss.au_weight), "bvp": float(config.loss.bvp_weight),
                "resp": float(config.loss.resp_weight)}
     pos_weight = tuple(float(x) for x in config.loss.au_pos_weight) or None
+    starts = {t: int(round(float(config.loss[f"{t}_start"]) * total_steps)) for t in losses_lib.TASKS}
     step_fn = make_train_step(model, schedule, seed=int(config.seed), task_weights=weights, au_pos_weight=pos_weight,
                               pcgrad=bool(config.loss.pcgrad), per_clip_dropout=bool(config.train.per_clip_dropout),
-                              debug_nan_step=int(config.train.debug_nan_step))
+                              task_start_steps=starts, debug_nan_step=int(config.train.debug_nan_step))
     config_json = config_to_json(config)
     _check_workdir_config(workdir, config_json)
     primary = jax.process_index() == 0
@@ -741,7 +795,8 @@ def _setup_run(config: ml_collections.ConfigDict, workdir: Path) -> _Run:
 def _restore_or_init(run: _Run) -> tuple[Any, dict[str, Any], str | None]:
     """(replicated train state, progress, this process's iterator state or None), from the latest checkpoint
     of the workdir if there is one, else fresh."""
-    host_state = jax.device_get(create_train_state(run.model, run.tx, int(run.config.seed)))
+    host_state = jax.device_get(create_train_state(run.model, run.tx, int(run.config.seed),
+                                                   init=str(run.config.train.init)))
     progress: dict[str, Any] = {"epoch": 0, "best_val": None, "best_epoch": None, "best_step": None}
     iterator_state = None
     restored = restore_train_checkpoint(run.manager, host_state)

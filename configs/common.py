@@ -52,6 +52,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.keep_checkpoints = 3
     c.train.select = "last"  # "last" (the paper) or "best" (lowest validation loss) epoch is tested
     c.train.eval_batch_clips = 16
+    c.train.init = "torch"  # "torch": PyTorch's default init, as the paper trained; "flax": Flax's defaults
     c.train.per_clip_dropout = True  # dropout keys per clip: results do not depend on the device count
     c.train.stop_after_steps = -1  # tests only: stop (as if killed) after this many steps
     c.train.debug_nan_step = -1  # tests only: make the loss NaN at this step
@@ -61,6 +62,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.loss.bvp_weight = 1.0
     c.loss.resp_weight = 1.0
     c.loss.au_pos_weight = ()  # per AU; () = 1 for every AU
+    # Curriculum: a task's loss counts only after this fraction of the training steps (0: from the start).
+    c.loss.au_start = 0.0
+    c.loss.bvp_start = 0.0
+    c.loss.resp_start = 0.0
     c.loss.pcgrad = False
 
     c.optim = ml_collections.ConfigDict()

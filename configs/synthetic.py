@@ -1,7 +1,19 @@
 """The default run: BigSmall on the embedded synthetic dataset, sized for ~15 minutes on a 2-core CPU.
 
-Held-out synthetic subjects test it (HR / RR MAE, AU F1). Scale up with e.g.
-``dataset.settings.n_subjects=24 train.num_epochs=8``.
+Held-out synthetic subjects test it (HR / RR MAE, AU F1). The recipe differs from the paper's BP4D+ one
+(`configs/common.py:bp4d_config`) where measurements on this data asked for it:
+
+* AUs first, then all tasks (``loss.bvp_start = loss.resp_start = 0.6``, weights 0.3). Trained jointly from
+  the start, the pulse and respiration losses silence the Big branch within ~50 steps: its only use to
+  them is as per-clip noise, Adam turns their small but consistent push into full-size updates, and the
+  ReLUs of its last conv die (output std 0.08 -> 0.001) before the AU head has learned to need it; AU F1
+  then stays near chance. Alone, the AU loss starts falling after ~80 steps; once AUs are learned, the
+  pulse and respiration heads learn in ~100 steps at weight 0.3 without killing the Big branch (at
+  weight 1.0 they still do).
+* Flax's default init: from PyTorch's (smaller) init the AU loss takes >160 steps to start falling.
+* AU pos_weight = negatives / positives of the generator's AU base rates.
+
+Scale up with e.g. ``dataset.settings.n_subjects=24 train.num_epochs=8``.
 """
 
 from bigsmall_jax import waveforms
@@ -20,8 +32,12 @@ def get_config():
     c.train.num_epochs = 3
     c.train.checkpoint_every_steps = 100
     c.train.eval_batch_clips = 32
-    # negatives / positives of each AU in the generator (as BP4D_AU_POS_WEIGHT is for BP4D+).
+    c.train.init = "flax"
     c.loss.au_pos_weight = tuple(waveforms.AU_POS_WEIGHT)
+    c.loss.bvp_start = 0.6
+    c.loss.resp_start = 0.6
+    c.loss.bvp_weight = 0.3
+    c.loss.resp_weight = 0.3
     c.optim.lr = 1e-3
     c.optim.schedule = "warmup_cosine"
     c.optim.warmup_steps = 50

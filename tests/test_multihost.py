@@ -45,7 +45,7 @@ def test_two_processes_end_with_identical_parameters(tiny_synthetic_dataset, tmp
             "--num-processes", "2", f"dataset.data_dir={str(data_dir)!r}", f"dataset.settings={settings!r}",
             "model.big_filters=(4,4,4,8,8,8)", "model.small_filters=(4,4,4,8)", "model.dense_units=8",
             "train.batch_clips=4", "train.num_epochs=2", "train.steps_per_epoch=4", "train.checkpoint_every_steps=3",
-            "train.eval_batch_clips=8", "dataset.val_split='validation'"]
+            "train.eval_batch_clips=8", "dataset.val_split='validation'", "train.select='best'"]
     procs = [subprocess.Popen([sys.executable, "-c", _DRIVER, str(tmp_path / f"params{i}.npz"), *args,
                                "--process-id", str(i)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               env=_env()) for i in range(2)]
@@ -68,17 +68,21 @@ def test_two_processes_end_with_identical_parameters(tiny_synthetic_dataset, tmp
         np.testing.assert_array_equal(a[k], b[k])
         assert np.all(np.isfinite(a[k]))
 
-    # Process 0 wrote the run's outputs, once; the exported model is the one both processes hold.
+    # Process 0 wrote the run's outputs, once. The tested model is the best validation epoch's, in best/ too.
     metrics = json.loads((workdir / "metrics.json").read_text())
     assert metrics["run"]["processes"] == 2 and metrics["run"]["devices"] == 2
+    val = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines() if "val_loss" in line]
+    assert [v["epoch"] for v in val] == [0, 1] and all(np.isfinite(v["val_loss"]) for v in val)
+    best_epoch = int(np.argmin([v["val_loss"] for v in val]))
+    assert metrics["run"]["tested"] == {"select": "best", "epoch": best_epoch, "step": 4 * (best_epoch + 1)}
     import jax
 
     from bigsmall_jax.checkpoint import load_checkpoint
 
-    _, variables = load_checkpoint(workdir)
-    exported = [np.asarray(x) for x in jax.tree_util.tree_leaves(variables["params"])]
-    for i, x in enumerate(exported):
-        np.testing.assert_array_equal(x, a[f"arr_{i}"])
-    # Validation losses were added over both processes' shards: one line per epoch.
-    val = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines() if "val_loss" in line]
-    assert [v["epoch"] for v in val] == [0, 1] and all(np.isfinite(v["val_loss"]) for v in val)
+    exported = jax.tree_util.tree_leaves(load_checkpoint(workdir)[1]["params"])
+    best = jax.tree_util.tree_leaves(load_checkpoint(workdir / "best")[1]["params"])
+    for x, y in zip(exported, best, strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    if best_epoch == 1:  # the last epoch is the best: the exported model is the final parameters
+        for i, x in enumerate(exported):
+            np.testing.assert_array_equal(np.asarray(x), a[f"arr_{i}"])

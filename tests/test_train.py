@@ -70,6 +70,37 @@ def test_five_steps_match_pytorch_adamw():
     np.testing.assert_allclose(np.array(got), g["train_losses"], rtol=1e-4)
 
 
+def test_torch_style_init_matches_the_pytorch_reference_init():
+    """train.init='torch' draws like PyTorch's defaults: the reference file holds such a draw."""
+    from bigsmall_jax.convert import convert_file
+
+    mc, ref = convert_file(DATA / "bigsmall_random_init.pth")
+    model = build_model(mc)
+    ours = train.create_train_state(model, optax.sgd(0.1), 0, init="torch").params
+    flax_default = train.create_train_state(model, optax.sgd(0.1), 0).params
+    fan_in = {path[:-1]: int(np.prod(np.shape(leaf)[:-1]))
+              for path, leaf in jax.tree_util.tree_flatten_with_path(ref["params"])[0] if path[-1].key == "kernel"}
+    checked = 0
+    for path, r in jax.tree_util.tree_flatten_with_path(ref["params"])[0]:
+        o = np.asarray(_get(ours, path))
+        f = np.asarray(_get(flax_default, path))
+        bound = 1.0 / np.sqrt(fan_in[path[:-1]])
+        r = np.asarray(r)
+        assert np.abs(r).max() <= bound * (1 + 1e-6) and np.abs(o).max() <= bound * (1 + 1e-6)
+        if r.size >= 300:  # uniform(-b, b): std b / sqrt(3), as in the reference draw
+            assert np.std(o) == pytest.approx(np.std(r), rel=0.1)
+            if path[-1].key == "kernel":
+                assert np.std(f) == pytest.approx(np.sqrt(3) * np.std(r), rel=0.15)  # Flax's lecun_normal
+            checked += 1
+    assert checked >= 12
+
+
+def _get(tree, path):
+    for k in path:
+        tree = tree[k.key]
+    return tree
+
+
 # ----------------------------------------------------------------------------------------------------------
 # 1 device == 4 devices.
 
@@ -319,6 +350,33 @@ def test_pcgrad_step_applies_the_projected_task_gradients():
     want = _pcgrad_loop([_flat_params(g) for g in grads], order)
     np.testing.assert_allclose(-delta, want, rtol=1e-4, atol=1e-6)
     assert not np.allclose(want, sum(_flat_params(g) for g in grads), atol=1e-4)  # something was projected
+
+
+def test_task_curriculum_switches_losses_on_at_their_start_step():
+    """A task whose start step is 2 adds nothing to the loss (nor its gradient: SGD moves the bvp head only
+    from step 2 on) before that step."""
+    model = build_model(ModelConfig(big_filters=(4, 4, 4, 8, 8, 8), small_filters=(4, 4, 4, 8), dense_units=8,
+                                    dropout=(0.0, 0.0, 0.0)))
+    rng = np.random.default_rng(1)
+    batch = {"big": rng.normal(size=(3, 144, 144, 3)).astype(np.float32),
+             "small": rng.normal(size=(3, 9, 9, 3)).astype(np.float32),
+             "au": (rng.random((3, 12)) > 0.5).astype(np.float32), "bvp": rng.normal(size=3).astype(np.float32),
+             "resp": rng.normal(size=3).astype(np.float32)}
+    step = jax.pmap(train.make_train_step(model, optax.constant_schedule(0.1), seed=0, task_weights={"bvp": 2.0},
+                                          task_start_steps={"bvp": 2}, per_clip_dropout=False),
+                    axis_name=train.AXIS, devices=jax.devices()[:1])
+    state = train.replicate(train.create_train_state(model, optax.sgd(0.1), 0), jax.devices()[:1])
+    sharded = train.shard_batch(batch, 1, 3)
+    bvp_head = []
+    for i in range(3):
+        bvp_head.append(np.asarray(train.unreplicate(state).params["bvp"]["fc2"]["kernel"]).copy())
+        state, m = step(state, sharded)
+        m = {k: float(v[0]) for k, v in m.items()}
+        want = m["loss_au"] + m["loss_resp"] + (2.0 * m["loss_bvp"] if i >= 2 else 0.0)
+        assert m["loss"] == pytest.approx(want, rel=1e-6)
+    bvp_head.append(np.asarray(train.unreplicate(state).params["bvp"]["fc2"]["kernel"]))
+    np.testing.assert_array_equal(bvp_head[0], bvp_head[2])  # no bvp gradient in steps 0 and 1
+    assert not np.allclose(bvp_head[2], bvp_head[3])
 
 
 # ----------------------------------------------------------------------------------------------------------
