@@ -26,6 +26,11 @@ them), gradients are added over devices the same way. Dropout randomness is draw
 (seed, step, global clip index) (``train.per_clip_dropout``), so a run gives the same numbers on 1 or N
 devices up to float summation order.
 
+The loss (`bigsmall_jax.losses`) is ``loss.au_weight * BCE(pos_weight) + loss.bvp_weight * MSE +
+loss.resp_weight * MSE`` over valid labels; ``loss.<task>_start`` (a fraction of the steps) switches a task
+on later (a curriculum), ``loss.pcgrad`` combines task gradients with PCGrad. AdamW and its schedule are
+in `bigsmall_jax.optim`; ``train.init`` draws the initial weights like Flax or like PyTorch (the paper).
+
 Resuming: run the same command again with the same workdir. The latest checkpoint (params, AdamW
 state, step, the grain iterator position within the current epoch) is restored and training continues
 exactly as if it had never stopped: every random draw is a function of (seed, step, clip) and the data
