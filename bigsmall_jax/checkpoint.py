@@ -52,9 +52,21 @@ def check_variables(model: BigSmall, variables, source: str) -> None:
             raise file_error(source, f"array {key} holds NaN or inf values")
 
 
+def _json_default(x):
+    """JSON for the NumPy scalars and arrays metadata may hold."""
+    if isinstance(x, np.generic | np.ndarray):
+        return x.tolist()
+    raise TypeError(f"{type(x).__name__} is not JSON serialisable")
+
+
 def save_checkpoint(path: str | Path, config: ModelConfig, variables, metadata: dict[str, Any] | None = None,
-                    overwrite: bool = False) -> Path:
-    """Writes a model checkpoint directory atomically (a temporary directory renamed at the end)."""
+                    overwrite: bool = False, process_local: bool = False) -> Path:
+    """Writes a model checkpoint directory atomically (a temporary directory renamed at the end).
+
+    Args:
+      process_local: write from this process alone, without orbax's cross-process synchronisation (for
+        multi-process runs in which only one process exports the model).
+    """
     import orbax.checkpoint as ocp
 
     path = Path(path).absolute()
@@ -64,11 +76,16 @@ def save_checkpoint(path: str | Path, config: ModelConfig, variables, metadata: 
     tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:
         variables = jax.tree_util.tree_map(np.asarray, jax.device_get(variables))
-        with ocp.StandardCheckpointer() as ckptr:
+        options = {}
+        if process_local:
+            me = jax.process_index()
+            options["multiprocessing_options"] = ocp.options.MultiprocessingOptions(primary_host=me,
+                                                                                    active_processes={me})
+        with ocp.StandardCheckpointer(**options) as ckptr:
             ckptr.save(tmp / VARIABLES_DIR, variables)
             ckptr.wait_until_finished()
         payload = {"model": config.to_dict(), "metadata": metadata or {}}
-        (tmp / CONFIG_FILE).write_text(json.dumps(payload, indent=2, sort_keys=True))
+        (tmp / CONFIG_FILE).write_text(json.dumps(payload, indent=2, sort_keys=True, default=_json_default))
         if path.exists():
             shutil.rmtree(path)
         tmp.rename(path)

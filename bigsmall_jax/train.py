@@ -53,7 +53,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import sys
 import time
 import uuid
@@ -547,33 +546,12 @@ def restore_train_checkpoint(manager, target_host) -> tuple[Any, dict] | None:
 def export_model(path: Path, mc: ModelConfig, variables, metadata: Mapping[str, Any]) -> Path:
     """Writes a model checkpoint directory (`bigsmall_jax.checkpoint` layout) from this process alone.
 
-    Single-process runs use `checkpoint.save_checkpoint`. Its orbax checkpointer synchronises all processes,
-    so in multi-process runs (where only process 0 writes) the same layout is written with a
-    process-local orbax checkpointer: ``bigsmall_config.json`` + ``variables/``, renamed into place.
+    In multi-process runs only process 0 writes, so orbax must not wait for the others (``process_local``).
     """
     from bigsmall_jax import checkpoint
 
-    if jax.process_count() == 1:
-        return checkpoint.save_checkpoint(path, mc, variables, dict(metadata), overwrite=True)
-    import orbax.checkpoint as ocp
-
-    path = Path(path).absolute()
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-    me = jax.process_index()
-    options = ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me})
-    try:
-        with ocp.StandardCheckpointer(multiprocessing_options=options) as ckptr:
-            ckptr.save(tmp / checkpoint.VARIABLES_DIR, jax.tree_util.tree_map(np.asarray, variables))
-            ckptr.wait_until_finished()
-        payload = {"model": mc.to_dict(), "metadata": dict(metadata)}
-        (tmp / checkpoint.CONFIG_FILE).write_text(json.dumps(payload, indent=2, sort_keys=True, default=_json_default))
-        if path.exists():
-            shutil.rmtree(path)
-        tmp.rename(path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return path
+    return checkpoint.save_checkpoint(path, mc, variables, dict(metadata), overwrite=True,
+                                      process_local=jax.process_count() > 1)
 
 
 def import_params(path: Path, mc: ModelConfig) -> dict:
