@@ -36,6 +36,10 @@ state, step, the grain iterator position within the current epoch) is restored a
 exactly as if it had never stopped: every random draw is a function of (seed, step, clip) and the data
 order a function of (seed, epoch).
 
+On a CPU the command line first applies `bigsmall_jax.benchmark.configure_cpu_runtime` (XLA:CPU fusion
+flags and a malloc setting measured to make the train step about 2x faster; GPU/TPU programs are
+unaffected); ``BIGSMALL_CPU_PRESETS=0`` keeps XLA's defaults.
+
 Multihost (``--multihost``): `jax.distributed.initialize` with ``--coordinator-address``,
 ``--num-processes``, ``--process-id`` (or ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES``,
 ``JAX_PROCESS_ID``, or the cluster's own environment, e.g. on Cloud TPU). Every process runs the same
@@ -80,6 +84,7 @@ CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_CONFIG = "synthetic"
 DATA_DIR_ENV = "BIGSMALL_DATA_DIR"
 DEFAULT_DATA_DIR = "~/.cache/bigsmall_jax/data"
+CPU_PRESETS_ENV = "BIGSMALL_CPU_PRESETS"  # "0": the command line keeps XLA's defaults (see `run`)
 # Config keys that may differ between a run and its resumption (they do not change the numbers).
 RESUME_FREE_KEYS = (
     "train.stop_after_steps", "train.debug_nan_step", "train.log_every_steps", "train.checkpoint_every_steps",
@@ -1051,10 +1056,21 @@ def config_from_args(args: argparse.Namespace) -> ml_collections.ConfigDict:
     return config
 
 
-def run(argv: Sequence[str] | None = None) -> RunResult:
-    """What ``python -m bigsmall_jax.train ARGS`` does, returning the `RunResult` (no printing)."""
+def run(argv: Sequence[str] | None = None, *, cpu_presets: bool = False) -> RunResult:
+    """What ``python -m bigsmall_jax.train ARGS`` does, returning the `RunResult` (no printing).
+
+    Args:
+      argv: the command line (without the program name).
+      cpu_presets: first apply `bigsmall_jax.benchmark.configure_cpu_runtime` (XLA:CPU flags measured to make
+        the train step ~2x faster, and a malloc setting); only takes effect before JAX has started.
+    """
     args = parse_args(argv)
     config = config_from_args(args)
+    if cpu_presets:
+        from bigsmall_jax.benchmark import configure_cpu_runtime
+
+        applied = configure_cpu_runtime(dtype=str(config.model.dtype), purpose="train")
+        log.info("CPU presets (%s=0 turns them off): %s", CPU_PRESETS_ENV, applied)
     if config.multihost:
         initialize_distributed(config)
     name = Path(args.config).stem if args.config else DEFAULT_CONFIG
@@ -1066,7 +1082,7 @@ def run(argv: Sequence[str] | None = None) -> RunResult:
 def main(argv: Sequence[str] | None = None) -> None:
     logging.getLogger("absl").setLevel(logging.WARNING)  # orbax logs every file it writes at INFO
     start = time.perf_counter()
-    result = run(argv)
+    result = run(argv, cpu_presets=os.environ.get(CPU_PRESETS_ENV, "1") != "0")
     if result.stopped_early:
         log.info("stopped at step %d; run the same command again to resume", result.final_step)
         return

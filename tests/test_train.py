@@ -16,7 +16,7 @@ import optax
 import pytest
 
 from bigsmall_jax import optim, train
-from bigsmall_jax.errors import UserError
+from bigsmall_jax.errors import UserError, cli_main
 from bigsmall_jax.models import ModelConfig, build_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -396,12 +396,13 @@ def test_resume_after_stop_gives_the_same_parameters(tiny_synthetic_dataset, tmp
 
     workdir = tmp_path / "b"
     cmd = [sys.executable, "-m", "bigsmall_jax.train", "--workdir", str(workdir), *_tiny_overrides(data_dir, builder)]
-    first = subprocess.run([*cmd, "train.stop_after_steps=7"], capture_output=True, text=True, timeout=300, env=_env())
+    env = _env(BIGSMALL_CPU_PRESETS="0")  # the XLA flags of the in-process run above
+    first = subprocess.run([*cmd, "train.stop_after_steps=7"], capture_output=True, text=True, timeout=300, env=env)
     assert first.returncode == 0, first.stderr[-3000:]
     assert not (workdir / "metrics.json").exists()
     steps = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
     assert steps[-1] == 6  # checkpoints at 2, 4, end of epoch 0 (5), 6; step 7 is lost
-    second = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=_env())
+    second = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "resuming from step 6" in second.stderr
 
@@ -441,8 +442,8 @@ def test_huge_learning_rate_is_reported_by_the_cli(tiny_synthetic_dataset, tmp_p
     data_dir, builder = tiny_synthetic_dataset
     argv = ["--workdir", str(tmp_path / "w"),
             *_tiny_overrides(data_dir, builder, "optim.lr=1e30", "optim.schedule='constant'")]
-    with pytest.raises(SystemExit) as exit_info:
-        train.main(argv)
+    with pytest.raises(SystemExit) as exit_info:  # main() without its process-wide CPU presets
+        cli_main(train.run)(argv)
     assert exit_info.value.code == 2
     error = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(error) == 1 and "at step" in error[0] and "training stopped" in error[0]
