@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_checks import expect_one_error_line
 
 from bigsmall_jax import metrics, tfds_builders
 from bigsmall_jax.checkpoint import load_checkpoint, save_checkpoint
@@ -173,15 +174,7 @@ def test_format_table_and_au_plot(tmp_path):
 def _expect_user_error(capsys, tmp_path, argv, *needles):
     out = tmp_path / "out" / "res.json"
     out.parent.mkdir(exist_ok=True)
-    with pytest.raises(SystemExit) as exc:
-        evaluate_main([str(a) for a in argv] + ["--output", str(out)])
-    assert exc.value.code == 2
-    err = capsys.readouterr().err
-    errors = [line for line in err.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in errors[0], errors[0]
-    assert list(out.parent.iterdir()) == []
+    expect_one_error_line(capsys, evaluate_main, [*argv, "--output", out], out.parent, *needles)
 
 
 def test_bad_input(tiny_synthetic_dataset, ckpt, tmp_path, capsys):

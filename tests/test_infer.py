@@ -8,6 +8,7 @@ from pathlib import Path
 import imageio
 import numpy as np
 import pytest
+from cli_checks import expect_one_error_line
 from face_drawing import draw_face
 
 from bigsmall_jax import metrics
@@ -163,15 +164,8 @@ def test_face_crop_equals_preprocessing_on_raw_frames(ckpt):
 def _expect_user_error(capsys, tmp_path, argv, *needles):
     out = tmp_path / "out" / "res.json"
     out.parent.mkdir(exist_ok=True)
-    with pytest.raises(SystemExit) as exc:
-        infer_main([str(a) for a in argv] + ["--output", str(out), "--plot", str(out.with_suffix(".png"))])
-    assert exc.value.code == 2
-    err = capsys.readouterr().err
-    errors = [line for line in err.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in errors[0], errors[0]
-    assert list(out.parent.iterdir()) == []  # no output, no temp file
+    expect_one_error_line(capsys, infer_main, [*argv, "--output", out, "--plot", out.with_suffix(".png")],
+                          out.parent, *needles)
 
 
 def test_bad_videos(tmp_path, capsys, ckpt):
