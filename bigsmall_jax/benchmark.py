@@ -33,25 +33,22 @@ metrics fetched), ``step_only_s`` (the same number of steps on a batch already o
 
 ``--profile`` adds the first model's train step broken down by XLA op (`profile_train_step`).
 
-On a CPU the benchmark compiles the forward passes and the train steps with the tuned XLA:CPU presets
-(`TUNED_YNN_FUSIONS`: which ops go to the YNNPACK library, for inference and for training) and keeps freed
-memory in the process (`_tune_allocator`); docs/benchmark.md has what each is worth. `configure_cpu_runtime`
-applies the same to a whole process (for the train and infer commands). ``--no-tune`` runs with the
-defaults instead. A GPU or TPU is used when JAX finds one (``jax.devices()[0]``).
+On a CPU the benchmark compiles the forward passes (`bigsmall_jax.runtime.Forward`, as evaluation and
+inference run them) and the train steps with the tuned XLA:CPU presets (`bigsmall_jax.runtime`: which ops go
+to the YNNPACK library, for inference and for training) and keeps freed memory in the process;
+docs/benchmark.md has what each is worth. ``--no-tune`` runs with XLA's and the allocator's defaults
+instead. A GPU or TPU is used when JAX finds one (``jax.devices()[0]``).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import dataclasses
-import functools
 import json
 import logging
 import os
 import platform
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -75,6 +72,12 @@ from bigsmall_jax.models import (
     named_config,
 )
 from bigsmall_jax.recording import BP4D_AU_POS_WEIGHT
+from bigsmall_jax.runtime import (
+    TUNED_YNN_FUSIONS,
+    Forward,
+    _tune_allocator,
+    tuned_compiler_options,
+)
 
 log = logging.getLogger(__name__)
 
@@ -82,113 +85,14 @@ DEFAULT_MODELS: tuple[str, ...] = tuple(NAMED_VARIANTS)
 SINGLE_TASK_MODELS: tuple[str, ...] = ("big_au", "small_bvp", "small_resp")
 BENCH_DTYPES: tuple[str, ...] = ("float32", "bfloat16")
 
-# Which ops XLA:CPU hands to the YNNPACK library (``--xla_cpu_experimental_ynn_fusion_type``), per compute
-# dtype and purpose; docs/benchmark.md has the measurements. YNNPACK runs each of its kernels on one core
-# here, XLA's own (Eigen) convolutions use every core, and XLA's default set hands YNNPACK every
-# convolution, the weight gradients included, which it runs 2-4x slower than Eigen.
-# * training: dots, elementwise ops (a convolution feeding them joins them: conv + bias + ReLU, and the
-#   input-gradient convolution with the ReLU mask) and reductions (bias gradients) go to YNNPACK, the
-#   weight-gradient convolutions stay with Eigen. In bfloat16 without elementwise fusions, which would pull
-#   every matmul's bfloat16 conversion into YNNPACK kernels 2-3x slower than XLA's.
-# * inference: nothing goes to YNNPACK, so that every convolution runs on all cores.
-YNN_FUSION_TYPES: dict[str, int] = {"dot": 1, "eltwise": 2, "reduce": 3, "individual_dot": 4,
-                                    "individual_convolution": 5}
-TUNED_YNN_FUSIONS: dict[tuple[str, str], tuple[str, ...]] = {
-    ("float32", "train"): ("individual_dot", "eltwise", "reduce"),
-    ("bfloat16", "train"): ("individual_dot", "reduce"),
-    ("float32", "infer"): (),
-    ("bfloat16", "infer"): (),
-}
-PURPOSES: tuple[str, ...] = ("train", "infer")
-
-
-def tuned_compiler_options(dtype: str, purpose: str) -> dict[str, str]:
-    """XLA compile options (``jax.jit(f).lower(...).compile(compiler_options=...)``) of the tuned preset."""
-    try:
-        names = TUNED_YNN_FUSIONS[dtype, purpose]
-    except KeyError:
-        raise UserError(f"no tuned XLA preset for dtype {dtype!r} and purpose {purpose!r}; valid: "
-                        f"{sorted(TUNED_YNN_FUSIONS)}") from None
-    return {"xla_cpu_experimental_ynn_fusion_type": ",".join(str(YNN_FUSION_TYPES[n]) for n in names)}
-
-
-def tuned_xla_flags(dtype: str, purpose: str) -> tuple[str, ...]:
-    """The same preset as ``XLA_FLAGS`` entries, for a whole process."""
-    tuned_compiler_options(dtype, purpose)  # validates
-    return (f"--xla_cpu_experimental_ynn_fusion_type={','.join(TUNED_YNN_FUSIONS[dtype, purpose])}",)
-
-
 # The synthetic dataset of the input-pipeline benchmark: 6 subjects x 2 videos of 8 s at 25 fps.
 PIPELINE_SYNTHETIC: dict[str, Any] = dict(n_subjects=6, videos_per_subject=2, duration_s=8.0, fps=25.0,
                                           frame_size=64, seed=0)
 QUICK_PIPELINE_SYNTHETIC: dict[str, Any] = dict(n_subjects=4, videos_per_subject=1, duration_s=2.0, fps=25.0,
                                                 frame_size=48, seed=0)
 
-# glibc mallopt parameters.
-_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -2, -4, -8
-
-
 # ----------------------------------------------------------------------------------------------------------
 # The machine.
-
-
-def _backends_initialized() -> bool:
-    try:
-        from jax._src import xla_bridge
-
-        return bool(xla_bridge.backends_are_initialized())
-    except (ImportError, AttributeError):  # a JAX without this helper: assume the worst
-        return True
-
-
-def _tune_allocator() -> bool:
-    """glibc malloc keeps freed memory (no ``mmap`` per large buffer, no trimming, one arena).
-
-    XLA:CPU allocates every large buffer of every step afresh; by default glibc maps each with ``mmap`` and
-    unmaps it on free, so each step touches new pages and pays a page fault per 4 KiB (costly in a VM).
-    Returns whether the settings took (False off glibc).
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(None)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
-    ok = [mallopt(_M_MMAP_MAX, 0), mallopt(_M_TRIM_THRESHOLD, 2**31 - 1), mallopt(_M_TOP_PAD, 64 << 20),
-          mallopt(_M_ARENA_MAX, 1)]
-    return all(r == 1 for r in ok)
-
-
-def configure_cpu_runtime(*, dtype: str = "float32", purpose: str = "train", xla_flags: bool = True,
-                          allocator: bool = True) -> dict[str, Any]:
-    """Process-wide settings that make the model faster on a CPU; call before JAX runs anything.
-
-    For the command lines: ``python -m bigsmall_jax.train`` would call it with ``purpose="train"``,
-    ``bigsmall_jax.infer`` with ``purpose="infer"`` (the benchmark sets the same presets per compilation).
-
-    Args:
-      dtype: the compute dtype the process runs (``"float32"`` or ``"bfloat16"``).
-      purpose: ``"train"`` or ``"infer"``: what the process mostly runs (`TUNED_YNN_FUSIONS`).
-      xla_flags: append `tuned_xla_flags` to ``XLA_FLAGS`` (unless the flag is already set there; skipped,
-        with a warning, once a JAX backend is running: XLA reads the variable when it starts). It only
-        changes XLA:CPU; GPU and TPU programs are unaffected.
-      allocator: tune glibc malloc (`_tune_allocator`). Freed memory then stays with the process.
-
-    Returns:
-      {"xla_flags": the flags added, "allocator": whether the allocator settings took}.
-    """
-    added: list[str] = []
-    if xla_flags:
-        current = os.environ.get("XLA_FLAGS", "")
-        wanted = [f for f in tuned_xla_flags(dtype, purpose) if f.split("=")[0] not in current]
-        if wanted and _backends_initialized():
-            log.warning("JAX is already running: XLA flags %s not applied", " ".join(wanted))
-        elif wanted:
-            os.environ["XLA_FLAGS"] = " ".join([current, *wanted]).strip()
-            added = wanted
-    return {"xla_flags": added, "allocator": _tune_allocator() if allocator else False}
 
 
 def _cpu_model() -> str:
@@ -395,33 +299,32 @@ class ModelBench:
                 f"{self.name}/train": self.train.run}
 
 
-def prepare_model(name: str, *, batch_clips: int, dtype: str = "float32", seed: int = 0,
-                  compiler_options: Mapping[str, Any] | None = None,
-                  train_compiler_options: Mapping[str, Any] | None = None, label: str | None = None,
-                  model: BigSmall | None = None) -> ModelBench:
+def prepare_model(name: str, *, batch_clips: int, dtype: str = "float32", seed: int = 0, tuned: bool = False,
+                  label: str | None = None, model: BigSmall | None = None) -> ModelBench:
     """Builds, initializes and compiles (forward on `batch_clips` clips and on one clip, train step) a
     named variant (`bigsmall_jax.models.NAMED_VARIANTS`) computing in `dtype`.
 
-    `compiler_options` (XLA debug options) apply to these compilations only, `train_compiler_options`
-    (default: the same) to the train step's; `label` names the timings (default: `name`); `model` replaces
-    the named variant's module (experiments with a modified model).
+    The forward passes are `bigsmall_jax.runtime.Forward`, as evaluation and inference run them; `tuned`:
+    with the `TUNED_YNN_FUSIONS` presets on a CPU (the forward pass's and the train step's), else XLA's
+    defaults. `label` names the timings (default: `name`); `model` replaces the named variant's module
+    (experiments with a modified model).
     """
-    options = dict(compiler_options or {})
-    train_options = options if train_compiler_options is None else dict(train_compiler_options)
     if dtype not in BENCH_DTYPES:
         raise UserError(f"unknown dtype {dtype!r}; valid: {', '.join(BENCH_DTYPES)}")
+    tuned = tuned and jax.devices()[0].platform == "cpu"
     model = model or build_model(named_config(name, dtype=dtype))
     config = model.config
     variables = init_variables(model, jax.random.key(seed))
     data = synthetic_batch(config, batch_clips, seed)
     big, small = jax.device_put(data["big"]), jax.device_put(data["small"])
     t = config.n_segment
-    forward = jax.jit(functools.partial(model.apply, train=False))
+    forward = Forward(model, tuned=tuned)
     start = time.perf_counter()
-    fwd_batch = forward.lower(variables, big, small).compile(compiler_options=options)
+    fwd_batch = forward.compile(variables, big, small)
     compile_infer_s = time.perf_counter() - start
-    fwd_clip = forward.lower(variables, big[:t], small[:t]).compile(compiler_options=options)
     big1, small1 = big[:t], small[:t]
+    fwd_clip = forward.compile(variables, big1, small1)
+    train_options = tuned_compiler_options(dtype, "train") if tuned else None
     return ModelBench(
         name=label or name, model=model, batch_clips=batch_clips,
         flops_per_clip=forward_cost(model, variables)["flops_per_clip"],
@@ -498,14 +401,9 @@ def benchmark_models(names: Sequence[str], *, batch_clips: int, dtype: str = "fl
         raise UserError(f"unknown model(s) {unknown}; valid: {', '.join(NAMED_VARIANTS)}")
     if batch_clips < 1 or repeats < 1:
         raise UserError(f"--batch and --repeats must be >= 1, got {batch_clips} and {repeats}")
-    infer_options = train_options = None
-    if tuned and jax.devices()[0].platform == "cpu":
-        infer_options = tuned_compiler_options(dtype, "infer")
-        train_options = tuned_compiler_options(dtype, "train")
     benches = {}
     for name in tqdm(names, desc="compile", unit="model", disable=not progress):
-        benches[name] = prepare_model(name, batch_clips=batch_clips, dtype=dtype, compiler_options=infer_options,
-                                      train_compiler_options=train_options)
+        benches[name] = prepare_model(name, batch_clips=batch_clips, dtype=dtype, tuned=tuned)
         log.info("%s: compiled in %.1f s", name, benches[name].compile_infer_s + benches[name].train.compile_s)
     peak_fn, peak_flops = matmul_peak_fn(dtype, peak_n)
     fns = {"peak": peak_fn}
@@ -781,6 +679,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     tuned = on_cpu and not args.no_tune
     runtime = {"allocator": _tune_allocator() if tuned else False,
                "infer_compiler_options": tuned_compiler_options(args.dtype, "infer") if tuned else {},
+               "infer_stem_compiler_options": (tuned_compiler_options(args.dtype, "infer_stem")
+                                               if tuned and (args.dtype, "infer_stem") in TUNED_YNN_FUSIONS else {}),
                "train_compiler_options": tuned_compiler_options(args.dtype, "train") if tuned else {}}
     load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
     names = list(args.models or DEFAULT_MODELS)

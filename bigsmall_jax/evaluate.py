@@ -39,6 +39,7 @@ from tqdm import tqdm
 
 from bigsmall_jax.errors import UserError, cli_main, file_error
 from bigsmall_jax.models import BigSmall, ModelConfig, build_model
+from bigsmall_jax.runtime import Forward
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +54,13 @@ LABEL_KEYS = {"bvp": "bvp_label", "resp": "resp_label", "au": "au_label"}
 
 @functools.lru_cache(maxsize=8)
 def _forward(config: ModelConfig) -> Callable:
-    """The jitted eval-mode forward pass of a model config: (variables, big, small) -> outputs dict.
+    """The eval-mode forward pass of a model config (`bigsmall_jax.runtime.Forward`): (variables, big, small)
+    -> outputs dict.
 
     Cached per config (configs are frozen, hashable dataclasses) so that repeated evaluations, e.g. after
     every epoch of training, reuse the compiled function.
     """
-    model = build_model(config)
-    return jax.jit(lambda variables, big, small: model.apply(variables, big, small, train=False))
+    return Forward(build_model(config))
 
 
 def _bucket(n_clips: int, batch_clips: int) -> int:

@@ -332,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     start = time.perf_counter()
     frames, fps = read_video(args.video, fps=args.fps)
     read_s = time.perf_counter() - start
-    from bigsmall_jax.benchmark import configure_cpu_runtime
+    from bigsmall_jax.runtime import configure_cpu_runtime
 
     configure_cpu_runtime(purpose="infer")  # the XLA:CPU presets the benchmark measured; GPU/TPU unaffected
     start = time.perf_counter()

@@ -290,15 +290,16 @@ class BigBranch(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    def __call__(self, x: jax.Array, train: bool = False, from_stem: bool = False) -> jax.Array:
+        """`x`: (M, 144, 144, 3) frames, or with `from_stem` the first conv's output (M, 144, 144, filters[0])."""
         i = 0
         for n_convs, pool, rate in zip(self.stages, self.pools, self.dropout, strict=True):
             for _ in range(n_convs):
                 if i == 0:
-                    conv = InputConv(self.filters[i], self.dtype, name=f"conv{i + 1}")
+                    conv = None if from_stem else InputConv(self.filters[i], self.dtype, name=f"conv{i + 1}")
                 else:
                     conv = _conv(self.filters[i], self.dtype, f"conv{i + 1}")
-                x = relu(conv(x))
+                x = x if conv is None else relu(conv(x))
                 i += 1
             x = avg_pool(x, pool)
             x = Dropout(rate)(x, deterministic=not train)
@@ -362,42 +363,73 @@ class BigSmall(nn.Module):
         shifts = c.variant != "big" and c.shift != "none"
         return shifts or (c.variant == "bigsmall" and c.big_downsample)
 
-    def check_inputs(self, big, small) -> None:
+    @property
+    def has_big(self) -> bool:
+        return self.config.variant != "small"
+
+    def big_frames(self, big: jax.Array) -> jax.Array:
+        """The Big frames the Big branch sees, in the compute dtype: (N*T, ...) -> (N, ...) with Big temporal
+        downsampling (the first frame of each clip), else all of them."""
+        c = self.config
+        b = big.astype(DTYPES[c.dtype])
+        return b[:: c.n_segment] if c.variant == "bigsmall" and c.big_downsample else b
+
+    def check_inputs(self, big, small, from_stem: bool = False) -> None:
         """Raises ValueError naming the expected shapes, before any tracing error can."""
         c = self.config
         for name, x, size in (("big", big, c.big_size), ("small", small, c.small_size)):
+            if from_stem and name == "big":
+                continue
             if x.ndim != 4 or tuple(x.shape[1:]) != (size, size, 3):
                 raise ValueError(f"{name} input must be (N*T, {size}, {size}, 3) NHWC with T={c.n_segment} "
                                  f"frames per clip; got shape {tuple(x.shape)}")
-        if big.shape[0] != small.shape[0]:
+        if from_stem:
+            n_big = small.shape[0] // c.n_segment if c.variant == "bigsmall" and c.big_downsample else small.shape[0]
+            want = (n_big, c.big_size, c.big_size, c.big_filters[0])
+            if not self.has_big or tuple(big.shape) != want:
+                raise ValueError(f"from_stem: big must be `big_stem`'s output {want} for a {c.variant} model; "
+                                 f"got shape {tuple(big.shape)}")
+        elif big.shape[0] != small.shape[0]:
             raise ValueError(f"big and small inputs must have the same number of frames; got {big.shape[0]} "
                              f"and {small.shape[0]}")
-        if big.shape[0] == 0 or (self.uses_segments and big.shape[0] % c.n_segment):
+        if small.shape[0] == 0 or (self.uses_segments and small.shape[0] % c.n_segment):
             raise ValueError(f"the batch must be a whole number of clips: N*T frames with T={c.n_segment} "
-                             f"(n_segment); got {big.shape[0]} frames")
+                             f"(n_segment); got {small.shape[0]} frames")
 
     @nn.compact
-    def __call__(self, big: jax.Array, small: jax.Array, train: bool = False) -> dict[str, jax.Array]:
+    def __call__(self, big: jax.Array, small: jax.Array, train: bool = False,
+                 from_stem: bool = False) -> dict[str, jax.Array]:
+        """Outputs for (N*T, ...) frames; with `from_stem`, `big` is `big_stem`'s output for them instead (the
+        Big branch then starts after its first conv: `bigsmall_jax.runtime.Forward` runs that conv apart)."""
         c = self.config
-        self.check_inputs(big, small)
+        self.check_inputs(big, small, from_stem)
         dtype = DTYPES[c.dtype]
         big_branch = functools.partial(BigBranch, c.big_filters, c.big_stages, c.big_pools, c.dropout, dtype,
                                        name="big")
         small_branch = functools.partial(SmallBranch, c.small_filters, c.n_segment, c.shift, c.fold_div, dtype,
                                          name="small")
+        b = big.astype(dtype) if from_stem else self.big_frames(big)
         if c.variant == "big":
-            features = big_branch()(big.astype(dtype), train)
+            features = big_branch()(b, train, from_stem)
         elif c.variant == "small":
             features = small_branch()(small.astype(dtype))
         else:
-            b = big.astype(dtype)
-            if c.big_downsample:
-                b = b[:: c.n_segment]  # first frame of each clip
-            features = fuse(big_branch()(b, train), small_branch()(small.astype(dtype)), c.n_segment, c.fusion)
+            features = fuse(big_branch()(b, train, from_stem), small_branch()(small.astype(dtype)), c.n_segment,
+                            c.fusion)
         return {
             task: Head(c.dense_units, size, dtype, name=task)(features).astype(jnp.float32)
             for task, size in c.heads
         }
+
+
+def big_stem(model: BigSmall, variables, big: jax.Array) -> jax.Array:
+    """The Big branch's first conv + bias + ReLU on the frames it sees: (N*T, 144, 144, 3) frames ->
+    (N or N*T, 144, 144, filters[0]) activations, what ``model.apply(..., from_stem=True)`` takes as `big`."""
+    c = model.config
+    if not model.has_big:
+        raise ValueError(f"a {c.variant} model has no Big branch")
+    conv = InputConv(c.big_filters[0], DTYPES[c.dtype])
+    return relu(conv.apply({"params": variables["params"]["big"]["conv1"]}, model.big_frames(big)))
 
 
 def build_model(config: ModelConfig | Mapping[str, Any] | None = None, **overrides) -> BigSmall:

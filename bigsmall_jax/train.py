@@ -36,7 +36,7 @@ state, step, the grain iterator position within the current epoch) is restored a
 exactly as if it had never stopped: every random draw is a function of (seed, step, clip) and the data
 order a function of (seed, epoch).
 
-On a CPU the command line first applies `bigsmall_jax.benchmark.configure_cpu_runtime` (XLA:CPU fusion
+On a CPU the command line first applies `bigsmall_jax.runtime.configure_cpu_runtime` (XLA:CPU fusion
 flags and a malloc setting measured to make the train step about 2x faster; GPU/TPU programs are
 unaffected); ``BIGSMALL_CPU_PRESETS=0`` keeps XLA's defaults.
 
@@ -1061,13 +1061,13 @@ def run(argv: Sequence[str] | None = None, *, cpu_presets: bool = False) -> RunR
 
     Args:
       argv: the command line (without the program name).
-      cpu_presets: first apply `bigsmall_jax.benchmark.configure_cpu_runtime` (XLA:CPU flags measured to make
+      cpu_presets: first apply `bigsmall_jax.runtime.configure_cpu_runtime` (XLA:CPU flags measured to make
         the train step ~2x faster, and a malloc setting); only takes effect before JAX has started.
     """
     args = parse_args(argv)
     config = config_from_args(args)
     if cpu_presets:
-        from bigsmall_jax.benchmark import configure_cpu_runtime
+        from bigsmall_jax.runtime import configure_cpu_runtime
 
         applied = configure_cpu_runtime(dtype=str(config.model.dtype), purpose="train")
         log.info("CPU presets (%s=0 turns them off): %s", CPU_PRESETS_ENV, applied)

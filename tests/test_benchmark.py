@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from bigsmall_jax import benchmark as bm
+from bigsmall_jax import runtime as rt
 from bigsmall_jax.models import Dropout, InputConv, avg_pool, relu
 
 MODEL_FIELDS = ("flops_per_clip", "flops_per_frame", "train_flops_per_clip", "params", "n_segment", "batch_clips",
@@ -136,22 +137,22 @@ def test_peak_fractions_closed_form():
 
 
 def test_configure_cpu_runtime_appends_flags_once(monkeypatch):
-    monkeypatch.setattr(bm, "_backends_initialized", lambda: False)
+    monkeypatch.setattr(rt, "_backends_initialized", lambda: False)
     monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
-    got = bm.configure_cpu_runtime(allocator=False)
-    tuned = list(bm.tuned_xla_flags("float32", "train"))
+    got = rt.configure_cpu_runtime(allocator=False)
+    tuned = list(rt.tuned_xla_flags("float32", "train"))
     assert got == {"xla_flags": tuned, "allocator": False}
     import os
 
     assert os.environ["XLA_FLAGS"].split() == ["--xla_force_host_platform_device_count=1", *tuned]
-    assert bm.configure_cpu_runtime(allocator=False)["xla_flags"] == []  # already there: not added twice
+    assert rt.configure_cpu_runtime(allocator=False)["xla_flags"] == []  # already there: not added twice
     # A user's own value of the flag wins.
     monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_experimental_ynn_fusion_type=")
-    assert bm.configure_cpu_runtime(allocator=False)["xla_flags"] == []
+    assert rt.configure_cpu_runtime(allocator=False)["xla_flags"] == []
     assert os.environ["XLA_FLAGS"] == "--xla_cpu_experimental_ynn_fusion_type="
 
 
-@pytest.mark.parametrize("dtype,purpose", sorted(bm.TUNED_YNN_FUSIONS))
+@pytest.mark.parametrize("dtype,purpose", sorted(rt.TUNED_YNN_FUSIONS))
 def test_tuned_presets_are_accepted_by_xla(dtype, purpose):
     """XLA aborts the process on an XLA_FLAGS value it cannot parse: run one computation under the flags;
     and compile with the same preset as per-compilation options."""
@@ -159,26 +160,26 @@ def test_tuned_presets_are_accepted_by_xla(dtype, purpose):
     import subprocess
     import sys
 
-    env = {**os.environ, "XLA_FLAGS": " ".join(bm.tuned_xla_flags(dtype, purpose)), "JAX_PLATFORMS": "cpu"}
+    env = {**os.environ, "XLA_FLAGS": " ".join(rt.tuned_xla_flags(dtype, purpose)), "JAX_PLATFORMS": "cpu"}
     code = "import jax, jax.numpy as jnp; print(float(jax.jit(lambda x: jnp.maximum(x @ x, 0).sum())(jnp.eye(4))))"
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "4.0"
     x = jnp.eye(4, dtype=bm.DTYPES[dtype])
     compiled = jax.jit(lambda v: jnp.maximum(v @ v, 0)).lower(x).compile(
-        compiler_options=bm.tuned_compiler_options(dtype, purpose))
+        compiler_options=rt.tuned_compiler_options(dtype, purpose))
     np.testing.assert_array_equal(np.asarray(compiled(x), np.float32), np.eye(4))
 
 
 def test_unknown_preset_is_a_user_error():
     with pytest.raises(bm.UserError, match="no tuned XLA preset"):
-        bm.tuned_compiler_options("float32", "serve")
+        rt.tuned_compiler_options("float32", "serve")
 
 
 def test_configure_cpu_runtime_leaves_a_running_backend_alone(monkeypatch, caplog):
-    monkeypatch.setattr(bm, "_backends_initialized", lambda: True)
+    monkeypatch.setattr(rt, "_backends_initialized", lambda: True)
     monkeypatch.delenv("XLA_FLAGS", raising=False)
-    assert bm.configure_cpu_runtime(allocator=False)["xla_flags"] == []
+    assert rt.configure_cpu_runtime(allocator=False)["xla_flags"] == []
     import os
 
     assert "XLA_FLAGS" not in os.environ
