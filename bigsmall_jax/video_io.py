@@ -44,6 +44,34 @@ def _as_rgb_u8(frame: np.ndarray, path: object) -> np.ndarray:
     return np.ascontiguousarray(frame[:, :, :3])
 
 
+class _FrameBuffer:
+    """Frames appended into one preallocated (capacity, H, W, 3) uint8 array, grown by half when full, so
+    that a video is held once in memory (a list of frames stacked at the end would hold it twice)."""
+
+    def __init__(self, path: object, capacity_hint: int):
+        self.path, self.hint, self.n = path, max(1, int(capacity_hint)), 0
+        self.buf: np.ndarray | None = None
+
+    def append(self, frame: np.ndarray) -> None:
+        if self.buf is None:
+            self.buf = np.empty((self.hint, *frame.shape), np.uint8)
+        elif frame.shape != self.buf.shape[1:]:
+            raise file_error(self.path, f"frame {self.n} has size {frame.shape[:2]}, the first frame "
+                                        f"{self.buf.shape[1:3]}")
+        if self.n == len(self.buf):
+            grown = np.empty((self.n + max(1, self.n // 2), *frame.shape), np.uint8)
+            grown[: self.n] = self.buf
+            self.buf = grown
+        self.buf[self.n] = frame
+        self.n += 1
+
+    def frames(self) -> np.ndarray:
+        """(n, H, W, 3); a copy only when more than a tenth of the buffer is unused."""
+        assert self.buf is not None
+        out = self.buf[: self.n]
+        return out.copy() if len(self.buf) - self.n > len(self.buf) // 10 else out
+
+
 def list_image_files(folder: str | os.PathLike) -> list[Path]:
     """The image files of a folder, sorted by name (zero-padded frame numbers sort in time order)."""
     folder = Path(folder)
@@ -56,27 +84,31 @@ def _read_image_folder(folder: Path, max_frames: int | None) -> np.ndarray:
         raise file_error(folder, f"folder has no image files ({', '.join(IMAGE_EXTENSIONS)})")
     if max_frames is not None:
         files = files[:max_frames]
-    frames = []
+    frames = _FrameBuffer(folder, len(files))
     for f in files:
         try:
             img = imageio.v3.imread(f, plugin="pillow")
         except (OSError, RuntimeError, ValueError, SyntaxError) as e:  # Pillow's decoder failures
             raise file_error(f, f"cannot decode image ({type(e).__name__}: {e})") from None
         img = _as_rgb_u8(img, f)
-        if frames and img.shape != frames[0].shape:
-            raise file_error(f, f"image size {img.shape[:2]} differs from the first image's {frames[0].shape[:2]}")
+        if frames.n and img.shape != frames.buf.shape[1:]:
+            raise file_error(f, f"image size {img.shape[:2]} differs from the first image's {frames.buf.shape[1:3]}")
         frames.append(img)
-    return np.stack(frames)
+    return frames.frames()
 
 
-def _iter_ffmpeg(path: Path) -> Iterator[np.ndarray | float]:
-    """Yields the frame rate, then every frame, of a video file decoded by FFmpeg."""
+def _iter_ffmpeg(path: Path) -> Iterator[np.ndarray | tuple[float, int]]:
+    """Yields (frame rate, estimated frame count from the container's duration; 0 if unknown), then every
+    frame, of a video file decoded by FFmpeg."""
     try:
         reader = imageio.get_reader(path, format="FFMPEG")
     except (OSError, RuntimeError, ValueError, StopIteration) as e:
         raise file_error(path, f"cannot open as a video ({type(e).__name__}: {str(e).splitlines()[0]})") from None
     try:
-        yield float(reader.get_meta_data().get("fps", float("nan")))
+        meta = reader.get_meta_data()
+        fps = float(meta.get("fps", float("nan")))
+        estimate = float(meta.get("duration") or 0) * fps
+        yield fps, int(math.ceil(estimate)) + 1 if math.isfinite(estimate) and estimate > 0 else 0
         # Iterate; `list(reader)` would ask for len() which is inf for streams of unknown length.
         yield from reader.iter_data()
     except (RuntimeError, OSError, ValueError) as e:
@@ -114,20 +146,16 @@ def read_video(
         if path.stat().st_size == 0:
             raise file_error(path, "file is empty")
         gen = _iter_ffmpeg(path)
-        file_fps = next(gen)
-        frames_list = []
+        file_fps, estimate = next(gen)
+        buffer = _FrameBuffer(path, min(estimate or 256, max_frames or estimate or 256))
         for frame in gen:
-            frame = _as_rgb_u8(frame, path)
-            if frames_list and frame.shape != frames_list[0].shape:
-                raise file_error(path, f"frame {len(frames_list)} has size {frame.shape[:2]}, "
-                                       f"the first frame {frames_list[0].shape[:2]}")
-            frames_list.append(frame)
-            if max_frames is not None and len(frames_list) >= max_frames:
+            buffer.append(_as_rgb_u8(frame, path))
+            if max_frames is not None and buffer.n >= max_frames:
                 gen.close()
                 break
-        if not frames_list:
+        if not buffer.n:
             raise file_error(path, "video has no frames")
-        frames = np.stack(frames_list)
+        frames = buffer.frames()
         if fps is None:
             fps = file_fps
     if not (math.isfinite(fps) and fps > 0):

@@ -96,3 +96,30 @@ def test_write_rejects_bad_frames(tmp_path):
     with pytest.raises(UserError, match="frame rate"):
         write_video(tmp_path / "v.mp4", np.zeros((2, 4, 4, 3), np.uint8), 0.0)
     assert not list(tmp_path.iterdir())
+
+
+def test_frame_buffer_grows_and_keeps_every_frame():
+    """Whatever the capacity hint (too small, exact, far too large), the frames come back in order."""
+    from bigsmall_jax.video_io import _FrameBuffer
+
+    frames = _frames(t=11)
+    for hint in (1, 11, 1000):
+        buf = _FrameBuffer("clip.mp4", hint)
+        for f in frames:
+            buf.append(f)
+        got = buf.frames()
+        np.testing.assert_array_equal(got, frames)
+        assert got.base is None or len(got.base) <= 11 + 11 // 10 + 1  # no large unused tail is kept alive
+    buf = _FrameBuffer("clip.mp4", 4)
+    buf.append(frames[0])
+    with pytest.raises(UserError, match=r"clip\.mp4.*frame 1 has size"):
+        buf.append(frames[0][:5])
+
+
+def test_long_video_estimate_is_only_a_hint(tmp_path):
+    """The buffer is sized from the container's duration: every frame still comes back, and max_frames
+    below that estimate returns just those frames."""
+    frames = _frames(t=40, h=8, w=8)
+    write_video(tmp_path / "v.mkv", frames, 25.0, lossless=True)
+    np.testing.assert_array_equal(read_video(tmp_path / "v.mkv")[0], frames)
+    np.testing.assert_array_equal(read_video(tmp_path / "v.mkv", max_frames=7)[0], frames[:7])
