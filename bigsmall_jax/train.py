@@ -831,6 +831,41 @@ def _train(run: _Run, state, progress: dict[str, Any], iterator_state: str | Non
         save_train_checkpoint(run.manager, host, {**progress, "epoch": epoch}, it_state)
         last_saved = int(host.step)
 
+    def record(done: int, epoch: int, epoch_end: int, device_metrics) -> None:
+        """Fetches the metrics of the step that made `done` updates; stops on a non-finite loss; logs."""
+        nonlocal window_start, window_clips
+        metrics = {k: float(v[0]) for k, v in jax.device_get(device_metrics).items()}
+        if _diverged(metrics):
+            kept = (f"the last good checkpoint is step {last_saved} in {workdir / 'checkpoints'}"
+                    if last_saved is not None else "there is no checkpoint yet")
+            raise TrainingDiverged(
+                f"loss {metrics['loss']} / gradient norm {metrics['grad_norm']} at step {done - 1} (epoch "
+                f"{epoch}; the parameters after {done - 1} updates): training stopped, {kept} (try a lower "
+                "optim.lr, or optim.clip_norm)")
+        window_clips += batch_clips
+        rec = {"step": done, "epoch": epoch, **{f"train_{k}": v for k, v in metrics.items()}}
+        if done % log_every == 0 or done == epoch_end:
+            rec["clips_per_s"] = window_clips / max(time.perf_counter() - window_start, 1e-9)
+            window_start, window_clips = time.perf_counter(), 0
+            bar.set_postfix({k.removeprefix("loss_"): f"{v:.4g}" for k, v in metrics.items()
+                             if k.startswith("loss")} | {"clips/s": f"{rec['clips_per_s']:.1f}"})
+            if tb is not None:
+                for k, v in rec.items():
+                    tb.add_scalar(k, v, done)
+        metrics_log.write(rec)
+        bar.update(1)
+
+    # The metrics of each step are fetched after the next step is dispatched, so that the device never
+    # waits for the host to read and shard the next batch; `pending` holds the step not yet fetched. It is
+    # flushed before every checkpoint, at the end of each epoch and before stopping.
+    pending: tuple | None = None
+
+    def flush() -> None:
+        nonlocal pending
+        if pending is not None:
+            done, pending = pending, None
+            record(*done)
+
     try:
         epoch = int(progress["epoch"])
         while epoch < int(config.train.num_epochs):
@@ -839,6 +874,7 @@ def _train(run: _Run, state, progress: dict[str, Any], iterator_state: str | Non
             epoch_end = (epoch + 1) * run.steps_per_epoch
             while step < epoch_end:
                 if 0 <= stop_after <= step:
+                    flush()
                     log.info("stopping after step %d (train.stop_after_steps), as if killed", step)
                     return state, True
                 try:
@@ -846,29 +882,13 @@ def _train(run: _Run, state, progress: dict[str, Any], iterator_state: str | Non
                 except StopIteration:
                     raise UserError(f"the training loader ran out after step {step} of epoch {epoch}") from None
                 state, metrics = run.p_train_step(state, shard_batch(batch, n_local, t))
-                metrics = {k: float(v[0]) for k, v in jax.device_get(metrics).items()}
-                if _diverged(metrics):
-                    kept = (f"the last good checkpoint is step {last_saved} in {workdir / 'checkpoints'}"
-                            if last_saved is not None else "there is no checkpoint yet")
-                    raise TrainingDiverged(
-                        f"loss {metrics['loss']} / gradient norm {metrics['grad_norm']} at step {step} (epoch "
-                        f"{epoch}; the parameters after {step} updates): training stopped, {kept} (try a lower "
-                        "optim.lr, or optim.clip_norm)")
+                flush()  # the previous step's, while this one runs
                 step += 1
-                window_clips += batch_clips
-                record = {"step": step, "epoch": epoch, **{f"train_{k}": v for k, v in metrics.items()}}
-                if step % log_every == 0 or step == epoch_end:
-                    record["clips_per_s"] = window_clips / max(time.perf_counter() - window_start, 1e-9)
-                    window_start, window_clips = time.perf_counter(), 0
-                    bar.set_postfix({k.removeprefix("loss_"): f"{v:.4g}" for k, v in metrics.items()
-                                     if k.startswith("loss")} | {"clips/s": f"{record['clips_per_s']:.1f}"})
-                    if tb is not None:
-                        for k, v in record.items():
-                            tb.add_scalar(k, v, step)
-                metrics_log.write(record)
-                bar.update(1)
+                pending = (step, epoch, epoch_end, metrics)
                 if step < epoch_end and ckpt_every > 0 and step % ckpt_every == 0:
+                    flush()
                     save(epoch, it.get_state())
+            flush()
             epoch += 1
             if run.val_source is not None:
                 _validate(run, state, progress, epoch - 1, step, metrics_log)

@@ -22,7 +22,7 @@ MODEL_FIELDS = ("flops_per_clip", "flops_per_frame", "train_flops_per_clip", "pa
                 "compile_infer_s", "compile_train_s", "infer_gflops", "infer_peak_fraction", "latency_gflops",
                 "latency_peak_fraction", "train_gflops", "train_peak_fraction")
 PIPELINE_FIELDS = ("records_per_s", "batches_per_s", "epoch_s", "step_only_s", "loader_overhead", "steps_per_epoch",
-                   "train_records", "batch_clips", "epoch_overlapped_s", "overlapped_overhead")
+                   "train_records", "batch_clips", "epoch_synchronous_s", "synchronous_overhead")
 
 
 # ---------------------------------------------------------------------------------------- the command
