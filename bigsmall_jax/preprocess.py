@@ -308,7 +308,12 @@ def standardize_big(big_u8: np.ndarray, mean: float, std: float) -> np.ndarray:
       big_u8: (..., B, B, 3) uint8 resized face frames (`PreprocessedVideo.big_u8` or a clip of it).
       mean, std: `PreprocessedVideo.big_mean` / `big_std` (statistics of the whole video).
     """
-    return _safe_scale(np.asarray(big_u8, np.float32) - np.float32(mean), std)
+    big_u8 = np.asarray(big_u8)
+    if big_u8.dtype == np.uint8:
+        # The same float32 arithmetic on the 256 possible values, then one table lookup per pixel (~4x
+        # faster than computing it per pixel; the loader does this for every clip it serves).
+        return _safe_scale(np.arange(256, dtype=np.float32) - np.float32(mean), std)[big_u8]
+    return _safe_scale(big_u8.astype(np.float32) - np.float32(mean), std)
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -293,3 +293,17 @@ def test_chunk_video_pad():
     assert len(pp.chunk_video(_video(9), 3, "pad")) == 3  # no tail: nothing padded
     assert pp.chunk_video(_video(2), 3, "drop") == []
     assert len(pp.chunk_video(_video(2), 3, "pad")) == 1
+
+
+@pytest.mark.parametrize("mean,std", [(117.3, 41.9), (0.0, 1.0), (12.0, 0.0), (3.0, float("nan"))])
+def test_standardize_big_table_is_bit_exact(mean, std):
+    """uint8 input goes through a 256-entry table: the same float32 values as the per-pixel formula, and 0
+    where std is 0 or NaN (as the reference sets NaN/inf to 0)."""
+    big_u8 = np.random.default_rng(4).integers(0, 256, (2, 7, 7, 3), dtype=np.uint8)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        want = ((big_u8.astype(np.float32) - np.float32(mean)) / np.float32(std)).astype(np.float32)
+    want[~np.isfinite(want)] = 0.0
+    got = pp.standardize_big(big_u8, mean, std)
+    assert got.dtype == np.float32 and got.shape == big_u8.shape
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(pp.standardize_big(big_u8.astype(np.float32), mean, std), want)
