@@ -56,7 +56,9 @@ from bigsmall_jax.video_io import VIDEO_EXTENSIONS, list_image_files, read_video
 log = logging.getLogger(__name__)
 
 BP4D_FPS = 25.0
-SPLITS_DIR = Path(__file__).resolve().parent.parent / "data" / "bp4d_plus_splits"
+# The repository's data/bp4d_plus_splits (a checkout or an editable install), else the copy a wheel installs.
+_REPO_SPLITS = Path(__file__).resolve().parent.parent / "data" / "bp4d_plus_splits"
+SPLITS_DIR = _REPO_SPLITS if _REPO_SPLITS.is_dir() else Path(__file__).resolve().parent / "splits"
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -80,7 +80,10 @@ from bigsmall_jax.models import BigSmall, ModelConfig, build_model, init_variabl
 log = logging.getLogger(__name__)
 
 AXIS = "batch"
-CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
+# The repository's configs/ (a checkout or an editable install), else the copy a wheel installs.
+_REPO_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+_PACKAGED_CONFIGS = Path(__file__).resolve().parent / "configs"
+CONFIGS_DIR = _REPO_CONFIGS if (_REPO_CONFIGS / "common.py").is_file() else _PACKAGED_CONFIGS
 DEFAULT_CONFIG = "synthetic"
 DATA_DIR_ENV = "BIGSMALL_DATA_DIR"
 DEFAULT_DATA_DIR = "~/.cache/bigsmall_jax/data"
@@ -121,7 +124,9 @@ def load_config(spec: str | None = None) -> ml_collections.ConfigDict:
     """
     path = _config_path(spec)
     root = str(path.parent.parent)
-    if (path.parent / "__init__.py").is_file() and root not in sys.path:
+    if path.parent == _PACKAGED_CONFIGS:  # installed from a wheel: `from configs import common` is this package
+        sys.modules.setdefault("configs", importlib.import_module("bigsmall_jax.configs"))
+    elif (path.parent / "__init__.py").is_file() and root not in sys.path:
         sys.path.insert(0, root)
     module_spec = importlib.util.spec_from_file_location(f"_bigsmall_config_{path.stem}", path)
     module = importlib.util.module_from_spec(module_spec)
