@@ -445,9 +445,15 @@ def _synthetic_video(task):
 
 def _pool_map(fn, tasks: Sequence, workers: int) -> Iterator:
     """fn(task) for every task in order, computed by `workers` spawned processes (safe after JAX started)."""
-    ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(workers) as pool:
+    pool = multiprocessing.get_context("spawn").Pool(workers)
+    try:
         yield from pool.imap(fn, tasks)
+        pool.close()  # let the workers exit on their own: terminating them leaks their semaphores
+    except BaseException:
+        pool.terminate()
+        raise
+    finally:
+        pool.join()
 
 
 class _RealDatasetBuilder(BigSmallBuilder, skip_registration=True):
