@@ -295,11 +295,11 @@ class BigBranch(nn.Module):
         i = 0
         for n_convs, pool, rate in zip(self.stages, self.pools, self.dropout, strict=True):
             for _ in range(n_convs):
-                if i == 0:
-                    conv = None if from_stem else InputConv(self.filters[i], self.dtype, name=f"conv{i + 1}")
-                else:
-                    conv = _conv(self.filters[i], self.dtype, f"conv{i + 1}")
-                x = x if conv is None else relu(conv(x))
+                if i > 0 or not from_stem:  # from_stem: conv1 + ReLU already ran (`big_stem`)
+                    name = f"conv{i + 1}"
+                    conv = InputConv(self.filters[i], self.dtype, name=name) if i == 0 else _conv(
+                        self.filters[i], self.dtype, name)
+                    x = relu(conv(x))
                 i += 1
             x = avg_pool(x, pool)
             x = Dropout(rate)(x, deterministic=not train)
@@ -361,18 +361,23 @@ class BigSmall(nn.Module):
         """Whether frames are grouped in clips (temporal shift or Big downsampling)."""
         c = self.config
         shifts = c.variant != "big" and c.shift != "none"
-        return shifts or (c.variant == "bigsmall" and c.big_downsample)
+        return shifts or self.big_per_clip
 
     @property
     def has_big(self) -> bool:
         return self.config.variant != "small"
+
+    @property
+    def big_per_clip(self) -> bool:
+        """Whether the Big branch sees one frame per clip (Big temporal downsampling) rather than every frame."""
+        return self.config.variant == "bigsmall" and self.config.big_downsample
 
     def big_frames(self, big: jax.Array) -> jax.Array:
         """The Big frames the Big branch sees, in the compute dtype: (N*T, ...) -> (N, ...) with Big temporal
         downsampling (the first frame of each clip), else all of them."""
         c = self.config
         b = big.astype(DTYPES[c.dtype])
-        return b[:: c.n_segment] if c.variant == "bigsmall" and c.big_downsample else b
+        return b[:: c.n_segment] if self.big_per_clip else b
 
     def check_inputs(self, big, small, from_stem: bool = False) -> None:
         """Raises ValueError naming the expected shapes, before any tracing error can."""
@@ -384,7 +389,7 @@ class BigSmall(nn.Module):
                 raise ValueError(f"{name} input must be (N*T, {size}, {size}, 3) NHWC with T={c.n_segment} "
                                  f"frames per clip; got shape {tuple(x.shape)}")
         if from_stem:
-            n_big = small.shape[0] // c.n_segment if c.variant == "bigsmall" and c.big_downsample else small.shape[0]
+            n_big = small.shape[0] // c.n_segment if self.big_per_clip else small.shape[0]
             want = (n_big, c.big_size, c.big_size, c.big_filters[0])
             if not self.has_big or tuple(big.shape) != want:
                 raise ValueError(f"from_stem: big must be `big_stem`'s output {want} for a {c.variant} model; "

@@ -52,12 +52,14 @@ class _FrameBuffer:
         self.path, self.hint, self.n = path, max(1, int(capacity_hint)), 0
         self.buf: np.ndarray | None = None
 
-    def append(self, frame: np.ndarray) -> None:
+    def append(self, frame: np.ndarray, source: object = None) -> None:
+        """Adds one (H, W, 3) frame; a size unlike the first frame's is a `UserError` naming `source` (default:
+        the video)."""
         if self.buf is None:
             self.buf = np.empty((self.hint, *frame.shape), np.uint8)
         elif frame.shape != self.buf.shape[1:]:
-            raise file_error(self.path, f"frame {self.n} has size {frame.shape[:2]}, the first frame "
-                                        f"{self.buf.shape[1:3]}")
+            raise file_error(source or self.path, f"frame {self.n} has size {frame.shape[:2]}, the first frame "
+                                                  f"{self.buf.shape[1:3]}")
         if self.n == len(self.buf):
             grown = np.empty((self.n + max(1, self.n // 2), *frame.shape), np.uint8)
             grown[: self.n] = self.buf
@@ -90,10 +92,7 @@ def _read_image_folder(folder: Path, max_frames: int | None) -> np.ndarray:
             img = imageio.v3.imread(f, plugin="pillow")
         except (OSError, RuntimeError, ValueError, SyntaxError) as e:  # Pillow's decoder failures
             raise file_error(f, f"cannot decode image ({type(e).__name__}: {e})") from None
-        img = _as_rgb_u8(img, f)
-        if frames.n and img.shape != frames.buf.shape[1:]:
-            raise file_error(f, f"image size {img.shape[:2]} differs from the first image's {frames.buf.shape[1:3]}")
-        frames.append(img)
+        frames.append(_as_rgb_u8(img, f), source=f)
     return frames.frames()
 
 
@@ -147,7 +146,8 @@ def read_video(
             raise file_error(path, "file is empty")
         gen = _iter_ffmpeg(path)
         file_fps, estimate = next(gen)
-        buffer = _FrameBuffer(path, min(estimate or 256, max_frames or estimate or 256))
+        hint = estimate or 256  # frames: from the container's duration when it has one
+        buffer = _FrameBuffer(path, hint if max_frames is None else min(hint, max_frames))
         for frame in gen:
             buffer.append(_as_rgb_u8(frame, path))
             if max_frames is not None and buffer.n >= max_frames:

@@ -320,18 +320,24 @@ def test_clipping_happens_before_adamw():
     assert not np.allclose(clipped, run(optim.make_optimizer(schedule)), rtol=1e-3)
 
 
+def _narrow_model_and_batch(n_frames: int, seed: int):
+    """A narrow BigSmall without dropout and a random batch of `n_frames` frames with every label."""
+    model = build_model(ModelConfig(big_filters=(4, 4, 4, 8, 8, 8), small_filters=(4, 4, 4, 8), dense_units=8,
+                                    dropout=(0.0, 0.0, 0.0)))
+    rng = np.random.default_rng(seed)
+    batch = {"big": rng.normal(size=(n_frames, 144, 144, 3)).astype(np.float32),
+             "small": rng.normal(size=(n_frames, 9, 9, 3)).astype(np.float32),
+             "au": (rng.random((n_frames, 12)) > 0.5).astype(np.float32),
+             "bvp": rng.normal(size=n_frames).astype(np.float32), "resp": rng.normal(size=n_frames).astype(np.float32)}
+    return model, batch
+
+
 def test_pcgrad_step_applies_the_projected_task_gradients():
     """With SGD(lr=1), the step's parameter change is minus PCGrad of the three task gradients, each computed
     on its own with jax.grad."""
     from bigsmall_jax import losses
 
-    model = build_model(ModelConfig(big_filters=(4, 4, 4, 8, 8, 8), small_filters=(4, 4, 4, 8), dense_units=8,
-                                    dropout=(0.0, 0.0, 0.0)))
-    rng = np.random.default_rng(0)
-    batch = {"big": rng.normal(size=(6, 144, 144, 3)).astype(np.float32),
-             "small": rng.normal(size=(6, 9, 9, 3)).astype(np.float32),
-             "au": (rng.random((6, 12)) > 0.5).astype(np.float32), "bvp": rng.normal(size=6).astype(np.float32),
-             "resp": rng.normal(size=6).astype(np.float32)}
+    model, batch = _narrow_model_and_batch(6, seed=0)
     weights = {"au": 1.0, "bvp": 3.0, "resp": 0.5}
     state0 = train.create_train_state(model, optax.sgd(1.0), 0)
     step = jax.pmap(train.make_train_step(model, optax.constant_schedule(1.0), seed=7, task_weights=weights,
@@ -355,13 +361,7 @@ def test_pcgrad_step_applies_the_projected_task_gradients():
 def test_task_curriculum_switches_losses_on_at_their_start_step():
     """A task whose start step is 2 adds nothing to the loss (nor its gradient: SGD moves the bvp head only
     from step 2 on) before that step."""
-    model = build_model(ModelConfig(big_filters=(4, 4, 4, 8, 8, 8), small_filters=(4, 4, 4, 8), dense_units=8,
-                                    dropout=(0.0, 0.0, 0.0)))
-    rng = np.random.default_rng(1)
-    batch = {"big": rng.normal(size=(3, 144, 144, 3)).astype(np.float32),
-             "small": rng.normal(size=(3, 9, 9, 3)).astype(np.float32),
-             "au": (rng.random((3, 12)) > 0.5).astype(np.float32), "bvp": rng.normal(size=3).astype(np.float32),
-             "resp": rng.normal(size=3).astype(np.float32)}
+    model, batch = _narrow_model_and_batch(3, seed=1)
     step = jax.pmap(train.make_train_step(model, optax.constant_schedule(0.1), seed=0, task_weights={"bvp": 2.0},
                                           task_start_steps={"bvp": 2}, per_clip_dropout=False),
                     axis_name=train.AXIS, devices=jax.devices()[:1])

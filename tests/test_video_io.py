@@ -123,3 +123,10 @@ def test_long_video_estimate_is_only_a_hint(tmp_path):
     write_video(tmp_path / "v.mkv", frames, 25.0, lossless=True)
     np.testing.assert_array_equal(read_video(tmp_path / "v.mkv")[0], frames)
     np.testing.assert_array_equal(read_video(tmp_path / "v.mkv", max_frames=7)[0], frames[:7])
+
+
+def test_image_folder_of_mixed_sizes_names_the_odd_image(tmp_path):
+    imageio.v3.imwrite(tmp_path / "a.png", _frames(t=1, h=8, w=8)[0])
+    imageio.v3.imwrite(tmp_path / "b.png", _frames(t=1, h=8, w=9)[0])
+    with pytest.raises(UserError, match=r"b\.png: frame 1 has size \(8, 9\)"):
+        read_video(tmp_path, fps=10.0)
