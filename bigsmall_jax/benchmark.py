@@ -61,8 +61,9 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
+from bigsmall_jax.checkpoint import write_json_atomic
 from bigsmall_jax.errors import UserError, cli_main, file_error
-from bigsmall_jax.flops import forward_cost
+from bigsmall_jax.flops import forward_cost, lowered_flops
 from bigsmall_jax.models import (
     DTYPES,
     NAMED_VARIANTS,
@@ -195,23 +196,6 @@ def synthetic_batch(config, n_clips: int, seed: int = 0) -> dict[str, np.ndarray
     }
 
 
-def _put_sharded(tree, devices):
-    """Host arrays with a leading per-device axis -> device arrays placed the way pmap places them."""
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec
-
-    from bigsmall_jax.train import AXIS
-
-    sharding = NamedSharding(Mesh(np.array(devices), (AXIS,)), PartitionSpec(AXIS))
-    return jax.tree_util.tree_map(lambda x: jax.device_put(x, sharding), tree)
-
-
-def _cost_flops(lowered) -> float:
-    analysis = lowered.cost_analysis()
-    if isinstance(analysis, list | tuple):
-        analysis = analysis[0]
-    return float(analysis["flops"])
-
-
 @dataclasses.dataclass
 class TrainStepBench:
     """The trainer's compiled train step with its (donated) state and a device-resident batch."""
@@ -232,7 +216,9 @@ class TrainStepBench:
         if batch is None:
             batch = self.batch
         else:
-            batch = _put_sharded({k: batch[k] for k in self.batch}, jax.local_devices()[: self.n_devices])
+            from bigsmall_jax.train import put_sharded
+
+            batch = put_sharded({k: batch[k] for k in self.batch}, jax.local_devices()[: self.n_devices])
         self.state, metrics = self.compiled(self.state, batch)
         return metrics
 
@@ -265,12 +251,12 @@ def make_train_step_bench(model: BigSmall, batch_clips: int, seed: int = 0, lr: 
     p_step = jax.pmap(step_fn, axis_name=train_lib.AXIS, donate_argnums=(0,))
     state = train_lib.replicate(train_lib.create_train_state(model, tx, seed), devices)
     host = train_lib.shard_batch(synthetic_batch(config, batch_clips, seed), len(devices), config.n_segment)
-    batch = _put_sharded(host, devices)
+    batch = train_lib.put_sharded(host, devices)
     start = time.perf_counter()
     lowered = p_step.lower(state, batch)
     compiled = lowered.compile(compiler_options=dict(compiler_options or {}))
     compile_s = time.perf_counter() - start
-    return TrainStepBench(model, p_step, compiled, state, batch, len(devices), _cost_flops(lowered), compile_s)
+    return TrainStepBench(model, p_step, compiled, state, batch, len(devices), lowered_flops(lowered), compile_s)
 
 
 @dataclasses.dataclass
@@ -624,16 +610,6 @@ def format_table(result: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(obj, indent=2) + "\n")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bigsmall_jax.benchmark",
                                      description=__doc__.split("\n\n")[0])
@@ -720,7 +696,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     result = run(args)
     if args.output:
-        _write_json_atomic(Path(args.output), result)
+        write_json_atomic(args.output, result, sort_keys=False)
     print(format_table({**result, "load_avg": result["load_avg"]["before"]}))
 
 

@@ -13,6 +13,7 @@ config is plain JSON checked key by key. Every array is checked against the shap
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import uuid
 from pathlib import Path
@@ -52,11 +53,24 @@ def check_variables(model: BigSmall, variables, source: str) -> None:
             raise file_error(source, f"array {key} holds NaN or inf values")
 
 
-def _json_default(x):
-    """JSON for the NumPy scalars and arrays metadata may hold."""
+def json_default(x):
+    """JSON for the NumPy scalars and arrays that metadata, configs and results may hold (``json.dumps``'
+    ``default``)."""
     if isinstance(x, np.generic | np.ndarray):
         return x.tolist()
     raise TypeError(f"{type(x).__name__} is not JSON serialisable")
+
+
+def write_json_atomic(path: str | Path, obj: Any, sort_keys: bool = True) -> None:
+    """Writes `obj` as indented JSON (NumPy values allowed) to a temporary file renamed onto `path`, so
+    readers never see a partial file and a failure leaves none behind."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=sort_keys, default=json_default) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def save_checkpoint(path: str | Path, config: ModelConfig, variables, metadata: dict[str, Any] | None = None,
@@ -85,7 +99,7 @@ def save_checkpoint(path: str | Path, config: ModelConfig, variables, metadata: 
             ckptr.save(tmp / VARIABLES_DIR, variables)
             ckptr.wait_until_finished()
         payload = {"model": config.to_dict(), "metadata": metadata or {}}
-        (tmp / CONFIG_FILE).write_text(json.dumps(payload, indent=2, sort_keys=True, default=_json_default))
+        (tmp / CONFIG_FILE).write_text(json.dumps(payload, indent=2, sort_keys=True, default=json_default))
         if path.exists():
             shutil.rmtree(path)
         tmp.rename(path)

@@ -18,12 +18,18 @@ from bigsmall_jax.errors import cli_main
 from bigsmall_jax.models import NAMED_VARIANTS, BigSmall, ModelConfig, build_model, count_params, dummy_inputs
 
 
-def xla_flops(fn, *args) -> float:
-    """FLOPs XLA's cost analysis attributes to ``jax.jit(fn)(*args)`` (before backend fusion)."""
-    analysis = jax.jit(fn).lower(*args).cost_analysis()
+def lowered_flops(lowered) -> float:
+    """FLOPs XLA's cost analysis attributes to a lowered computation (``jax.jit(f).lower(...)``, or a pmapped
+    one), before backend fusion."""
+    analysis = lowered.cost_analysis()
     if isinstance(analysis, list | tuple):  # older JAX returned one dict per computation
         analysis = analysis[0]
     return float(analysis["flops"])
+
+
+def xla_flops(fn, *args) -> float:
+    """FLOPs XLA's cost analysis attributes to ``jax.jit(fn)(*args)`` (before backend fusion)."""
+    return lowered_flops(jax.jit(fn).lower(*args))
 
 
 def forward_cost(model: BigSmall, variables=None, n_clips: int = 1) -> dict[str, Any]:

@@ -59,7 +59,6 @@ import math
 import os
 import sys
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -74,6 +73,7 @@ from tqdm import tqdm
 
 from bigsmall_jax import losses as losses_lib
 from bigsmall_jax import optim as optim_lib
+from bigsmall_jax.checkpoint import json_default, write_json_atomic
 from bigsmall_jax.errors import UserError, cli_main, file_error
 from bigsmall_jax.models import BigSmall, ModelConfig, build_model, init_variables
 
@@ -406,17 +406,23 @@ def make_train_step(model: BigSmall, schedule: optax.Schedule, *, seed: int, tas
 # Devices: replication and batch sharding.
 
 
-def replicate(tree, devices: Sequence | None = None):
-    """A pytree with a leading axis of one copy per local device, placed on those devices.
+def put_sharded(tree, devices: Sequence | None = None):
+    """Host arrays with a leading axis of one slice per device -> device arrays, slice d on device d.
 
     The placement (a sharding over the leading axis) is the one pmap gives its outputs, so a pmapped step
-    compiles once for the replicated state it is first given and for the state it returns.
+    compiles once for the arrays it is first given and for those it returns.
     """
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
     devices = list(devices or jax.local_devices())
     sharding = NamedSharding(Mesh(np.array(devices), (AXIS,)), PartitionSpec(AXIS))
-    return jax.tree_util.tree_map(lambda x: jax.device_put(np.stack([np.asarray(x)] * len(devices)), sharding), tree)
+    return jax.tree_util.tree_map(lambda x: jax.device_put(x, sharding), tree)
+
+
+def replicate(tree, devices: Sequence | None = None):
+    """A pytree with a leading axis of one copy per local device, placed on those devices (`put_sharded`)."""
+    devices = list(devices or jax.local_devices())
+    return put_sharded(jax.tree_util.tree_map(lambda x: np.stack([np.asarray(x)] * len(devices)), tree), devices)
 
 
 def unreplicate(tree):
@@ -627,25 +633,6 @@ def _tensorboard_writer(logdir: Path):
     return SummaryWriter(str(logdir))
 
 
-def _write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _json_default(x):
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if isinstance(x, np.generic):
-        return x.item()
-    if isinstance(x, tuple):
-        return list(x)
-    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
-
-
 def plot_losses(records: Sequence[Mapping], path_png: Path) -> Path | None:
     """Loss curves PNG from the metrics.jsonl records (`bigsmall_jax.plots.plot_loss_curves`)."""
     from bigsmall_jax import plots
@@ -773,7 +760,7 @@ def _setup_run(config: ml_collections.ConfigDict, workdir: Path) -> _Run:
     primary = jax.process_index() == 0
     workdir.mkdir(parents=True, exist_ok=True)
     if primary:
-        _write_json_atomic(workdir / "config.json", config_json)
+        write_json_atomic(workdir / "config.json", config_json)
     log.info("%s/%s: %d train clips, %d steps/epoch x %d epochs, %d clips/step on %d devices (%d processes)",
              builder.name, builder.builder_config.name, len(train_source), n_steps, int(config.train.num_epochs),
              batch_clips, jax.device_count(), n_proc)
@@ -868,8 +855,8 @@ def _train(run: _Run, state, progress: dict[str, Any], iterator_state: str | Non
     def flush() -> None:
         nonlocal pending
         if pending is not None:
-            done, pending = pending, None
-            record(*done)
+            args, pending = pending, None
+            record(*args)
 
     try:
         epoch = int(progress["epoch"])
@@ -939,7 +926,7 @@ def _test(run: _Run, final_params, progress: Mapping[str, Any], step: int) -> di
     results = {**results, "run": info}
     summary = {k: results.get(k) for k in ("hr_mae", "rr_mae", "au_f1_mean")}
     export_model(run.workdir / "model", run.mc, variables, {**info, "test": summary})
-    _write_json_atomic(run.workdir / "metrics.json", results)
+    write_json_atomic(run.workdir / "metrics.json", results)
     return results
 
 
@@ -1116,7 +1103,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     log.info("done in %.1f s: %s", time.perf_counter() - start, result.workdir / "metrics.json")
     if jax.process_index() == 0:
         table = {k: v for k, v in result.metrics.items() if k != "per_video"}
-        print(json.dumps(table, indent=2, sort_keys=True, default=_json_default))
+        print(json.dumps(table, indent=2, sort_keys=True, default=json_default))
 
 
 if __name__ == "__main__":
