@@ -9,11 +9,11 @@ __version__ = "0.1.0"
 def __getattr__(name):
     # Lazy imports keep `import bigsmall_jax` light (no JAX start-up for the data tools).
     if name == "load_checkpoint":
-        from bigsmall_jax.checkpoint import load_checkpoint
+        from bigsmall_jax.checkpoints.model_dir import load_checkpoint
 
         return load_checkpoint
     if name in ("BigSmall", "ModelConfig", "build_model"):
-        from bigsmall_jax import models
+        from bigsmall_jax.model import bigsmall as models
 
         return getattr(models, name)
     raise AttributeError(f"module 'bigsmall_jax' has no attribute {name!r}")

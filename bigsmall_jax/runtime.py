@@ -21,7 +21,7 @@ from typing import Any
 import jax
 
 from bigsmall_jax.errors import UserError
-from bigsmall_jax.models import BigSmall, big_stem
+from bigsmall_jax.model.bigsmall import BigSmall, big_stem
 
 log = logging.getLogger(__name__)
 
@@ -138,10 +138,10 @@ def configure_cpu_runtime(*, dtype: str = "float32", purpose: str = "train", xla
 class Forward:
     """The jitted eval-mode forward pass of a model: ``forward(variables, big, small)`` -> the outputs of
     ``model.apply(variables, big, small, train=False)`` (a dict of (N*T, ...) float32 arrays; inputs as
-    `bigsmall_jax.models.BigSmall` takes them). Compiled once per input shape.
+    `bigsmall_jax.model.bigsmall.BigSmall` takes them). Compiled once per input shape.
 
     On a CPU with the tuned presets (`tuned`), a model with a Big branch runs as two programs: the Big
-    branch's first conv + bias + ReLU on the frames it sees (`bigsmall_jax.models.big_stem`, with YNNPACK:
+    branch's first conv + bias + ReLU on the frames it sees (`bigsmall_jax.model.bigsmall.big_stem`, with YNNPACK:
     2.7x faster there than Eigen) and the rest (``from_stem=True``, every convolution in Eigen on all
     cores): XLA:CPU picks one convolution library per program, and this layer wants the other one. The
     outputs equal the one-program forward pass to float32 rounding (~1e-7). Elsewhere (GPU, TPU,

@@ -2,12 +2,12 @@
 
 A config is data (an `ml_collections.ConfigDict`) with these sections:
 
-* ``model``: the fields of `bigsmall_jax.models.ModelConfig` (``model.n_segment=4``, ``model.shift='zero'``).
+* ``model``: the fields of `bigsmall_jax.model.bigsmall.ModelConfig` (``model.n_segment=4``, ``model.shift='zero'``).
 * ``dataset``: which TFDS family/config to train on (`bigsmall_jax.prepare.ensure_dataset`), where it lives,
-  and ``settings``: builder/generator overrides (`bigsmall_jax.tfds_builders.make_config`).
+  and ``settings``: builder/generator overrides (`bigsmall_jax.datasets.tfds_builders.make_config`).
 * ``train``: batch size in clips (global, over all devices and processes), epochs, logging, checkpoints.
 * ``loss``: task weights, AU pos_weight, PCGrad.
-* ``optim``: AdamW and its learning-rate schedule (`bigsmall_jax.optim`).
+* ``optim``: AdamW and its learning-rate schedule (`bigsmall_jax.train.optim`).
 
 Every value can be overridden on the command line as ``dotted.key=python_literal``.
 """
@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import ml_collections
 
-from bigsmall_jax.models import NAMED_VARIANTS, ModelConfig
-from bigsmall_jax.recording import BP4D_AU_POS_WEIGHT
+from bigsmall_jax.datasets.recording import BP4D_AU_POS_WEIGHT
+from bigsmall_jax.model.bigsmall import NAMED_VARIANTS, ModelConfig
 
 
 def model_section(variant: str = "bigsmall", **overrides) -> ml_collections.ConfigDict:
-    """The fields of a named model variant (`bigsmall_jax.models.NAMED_VARIANTS`) as a ConfigDict."""
+    """The fields of a named model variant (`bigsmall_jax.model.bigsmall.NAMED_VARIANTS`) as a ConfigDict."""
     fields = ModelConfig(**{**NAMED_VARIANTS[variant], **overrides}).to_dict()
     return ml_collections.ConfigDict({k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
 
@@ -33,7 +33,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.model = model_section("bigsmall")
 
     c.dataset = ml_collections.ConfigDict()
-    c.dataset.name = "synthetic"  # a family of bigsmall_jax.tfds_builders.BUILDERS
+    c.dataset.name = "synthetic"  # a family of bigsmall_jax.datasets.tfds_builders.BUILDERS
     c.dataset.config = ""  # the family's named config ("" = its default, e.g. "fold1")
     c.dataset.data_dir = ""  # TFDS data dir ("" = $BIGSMALL_DATA_DIR or ~/.cache/bigsmall_jax/data)
     c.dataset.source_dir = ""  # raw data of real datasets ("" = TFDS manual_dir)

@@ -19,7 +19,7 @@ data asked for it:
 * AU pos_weight = negatives / positives of the generator's AU base rates.
 """
 
-from bigsmall_jax import waveforms
+from bigsmall_jax.synthetic import waveforms
 from configs import common
 
 

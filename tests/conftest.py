@@ -27,10 +27,10 @@ def _shared_tmp(tmp_path_factory) -> os.PathLike:
 def tiny_synthetic_dataset(tmp_path_factory):
     """(data_dir, builder) of a tiny built synthetic dataset (splits train / validation / test).
 
-    Read a split with ``bigsmall_jax.tfds_builders.data_source(builder, "train")``. The settings are
+    Read a split with ``bigsmall_jax.datasets.tfds_builders.data_source(builder, "train")``. The settings are
     `TINY_SYNTHETIC`; ``builder.builder_config.synthetic`` holds the SyntheticConfig fields.
     """
-    from bigsmall_jax.prepare import ensure_dataset
+    from bigsmall_jax.datasets.prepare import ensure_dataset
 
     data_dir = _shared_tmp(tmp_path_factory) / "tiny_synthetic_tfds"
     builder = ensure_dataset("synthetic", data_dir, progress=False, **TINY_SYNTHETIC)

@@ -1,5 +1,5 @@
 """The benchmark command (a tiny run: every JSON field present and consistent, bad input refused) and the
-ops `bigsmall_jax.models` uses for speed (checked against the plain Flax / JAX ops they replace).
+ops `bigsmall_jax.model.bigsmall` uses for speed (checked against the plain Flax / JAX ops they replace).
 
 No timing assertions: timings belong to ``python -m bigsmall_jax.benchmark``, not to the test suite.
 """
@@ -13,9 +13,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bigsmall_jax import benchmark as bm
 from bigsmall_jax import runtime as rt
-from bigsmall_jax.models import Dropout, InputConv, avg_pool, relu
+from bigsmall_jax.benchmark import suite as bm
+from bigsmall_jax.model.bigsmall import Dropout, InputConv, avg_pool, relu
 
 MODEL_FIELDS = ("flops_per_clip", "flops_per_frame", "train_flops_per_clip", "params", "n_segment", "batch_clips",
                 "infer_frames_per_s", "infer_latency_ms", "train_clips_per_s", "train_step_ms", "compile_s",
@@ -187,7 +187,7 @@ def test_configure_cpu_runtime_leaves_a_running_backend_alone(monkeypatch, caplo
 
 
 def test_synthetic_batch_layout():
-    from bigsmall_jax.models import named_config
+    from bigsmall_jax.model.bigsmall import named_config
 
     config = named_config("bigsmall")
     b = bm.synthetic_batch(config, n_clips=2)

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import scipy.io as sio
 
-from bigsmall_jax import datasets as ds
+from bigsmall_jax.datasets import readers as ds
+from bigsmall_jax.datasets.recording import AU_NAMES
+from bigsmall_jax.datasets.video_io import write_video
 from bigsmall_jax.errors import UserError
-from bigsmall_jax.recording import AU_NAMES
-from bigsmall_jax.video_io import write_video
 
 T, H, W = 6, 8, 10
 

@@ -11,14 +11,14 @@ import pytest
 from cli_checks import expect_one_error_line
 from face_drawing import draw_face
 
-from bigsmall_jax import metrics
-from bigsmall_jax.checkpoint import load_checkpoint, save_checkpoint
-from bigsmall_jax.convert import convert_file
-from bigsmall_jax.evaluate import pad_to_segments, predict_frames
-from bigsmall_jax.infer import infer_frames
-from bigsmall_jax.infer import main as infer_main
-from bigsmall_jax.preprocess import PreprocessConfig, big_small, preprocess_recording, standardize_big
-from bigsmall_jax.recording import AU_NAMES, Recording
+from bigsmall_jax.checkpoints.convert import convert_file
+from bigsmall_jax.checkpoints.model_dir import load_checkpoint, save_checkpoint
+from bigsmall_jax.datasets.preprocess import PreprocessConfig, big_small, preprocess_recording, standardize_big
+from bigsmall_jax.datasets.recording import AU_NAMES, Recording
+from bigsmall_jax.evaluation import metrics
+from bigsmall_jax.evaluation.evaluate import pad_to_segments, predict_frames
+from bigsmall_jax.inference.video import infer_frames
+from bigsmall_jax.inference.video import main as infer_main
 
 DATA = Path(__file__).parent / "data"
 FPS = 25.0

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bigsmall_jax import losses
+from bigsmall_jax.train import losses
 
 DATA = Path(__file__).parent / "data"
 

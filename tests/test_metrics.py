@@ -1,4 +1,4 @@
-"""Tests of bigsmall_jax.metrics and bigsmall_jax.plots against closed-form cases and hand-computed numbers."""
+"""Tests of bigsmall_jax.evaluation.metrics and .plots against closed-form cases and hand-computed numbers."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from bigsmall_jax import metrics, plots
+from bigsmall_jax.datasets.recording import AU_NAMES
 from bigsmall_jax.errors import UserError
-from bigsmall_jax.recording import AU_NAMES
+from bigsmall_jax.evaluation import metrics, plots
 
 
 def sinusoid(rate_per_min: float, fs: float, seconds: float, phase: float = 0.3) -> np.ndarray:

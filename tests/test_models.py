@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 
 from bigsmall_jax import load_checkpoint
-from bigsmall_jax.checkpoint import CONFIG_FILE, save_checkpoint
-from bigsmall_jax.convert import convert_file
-from bigsmall_jax.convert import main as convert_main
+from bigsmall_jax.checkpoints.convert import convert_file
+from bigsmall_jax.checkpoints.convert import main as convert_main
+from bigsmall_jax.checkpoints.model_dir import CONFIG_FILE, save_checkpoint
+from bigsmall_jax.checkpoints.pth import load_state_dict
 from bigsmall_jax.errors import UserError
-from bigsmall_jax.flops import forward_cost
-from bigsmall_jax.models import ModelConfig, build_model, dummy_inputs, init_variables, temporal_shift
-from bigsmall_jax.pth import load_state_dict
+from bigsmall_jax.model.bigsmall import ModelConfig, build_model, dummy_inputs, init_variables, temporal_shift
+from bigsmall_jax.model.flops import forward_cost
 
 DATA = Path(__file__).parent / "data"
 PATHWAYS = [
@@ -142,7 +142,7 @@ def test_missing_extra_and_misshaped_keys_are_named(tmp_path):
     with pytest.raises(UserError, match=r"resp_fc2\.bias"):
         convert_file(renamed)
     state = load_state_dict(DATA / "bigsmall_random_init.pth")
-    from bigsmall_jax.convert import _strip_prefix, infer_config, state_dict_to_variables
+    from bigsmall_jax.checkpoints.convert import _strip_prefix, infer_config, state_dict_to_variables
 
     state = _strip_prefix(state)
     config = infer_config(state)

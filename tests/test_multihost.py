@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Each process runs the training command's code path and saves the parameters it ends with.
 _DRIVER = textwrap.dedent("""
     import sys, jax, numpy as np
-    from bigsmall_jax import train
+    from bigsmall_jax.train import trainer as train
     out = sys.argv[1]
     result = train.run(sys.argv[2:])
     leaves = jax.tree_util.tree_leaves(result.params)
@@ -77,7 +77,7 @@ def test_two_processes_end_with_identical_parameters(tiny_synthetic_dataset, tmp
     assert metrics["run"]["tested"] == {"select": "best", "epoch": best_epoch, "step": 4 * (best_epoch + 1)}
     import jax
 
-    from bigsmall_jax.checkpoint import load_checkpoint
+    from bigsmall_jax.checkpoints.model_dir import load_checkpoint
 
     exported = jax.tree_util.tree_leaves(load_checkpoint(workdir)[1]["params"])
     best = jax.tree_util.tree_leaves(load_checkpoint(workdir / "best")[1]["params"])

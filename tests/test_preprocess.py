@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from face_drawing import draw_face
 
-from bigsmall_jax import preprocess as pp
+from bigsmall_jax.datasets import preprocess as pp
+from bigsmall_jax.datasets.recording import Recording
 from bigsmall_jax.errors import UserError
-from bigsmall_jax.recording import Recording
 
 DATA = Path(__file__).parent / "data"
 

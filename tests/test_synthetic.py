@@ -10,10 +10,10 @@ import imageio
 import numpy as np
 import pytest
 
-from bigsmall_jax import synthetic as sy
-from bigsmall_jax import waveforms as wf
+from bigsmall_jax.datasets.recording import AU_NAMES
 from bigsmall_jax.errors import UserError
-from bigsmall_jax.recording import AU_NAMES
+from bigsmall_jax.synthetic import generator as sy
+from bigsmall_jax.synthetic import waveforms as wf
 
 # Small, fast settings: 96-pixel frames.
 TINY = sy.SyntheticConfig(n_subjects=4, videos_per_subject=2, duration_s=2.0, frame_size=96)
@@ -291,7 +291,7 @@ def test_write_files_round_trip(tmp_path):
 
 
 def test_generic_reader_reads_written_files_back(tmp_path):
-    from bigsmall_jax import datasets
+    from bigsmall_jax.datasets import readers as datasets
 
     rec = sy.generate_recording(0, 1, dataclasses.replace(TINY, duration_s=0.8))
     sy.write_files(rec, tmp_path)

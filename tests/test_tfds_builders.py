@@ -13,11 +13,12 @@ import textwrap
 import numpy as np
 import pytest
 
-from bigsmall_jax import prepare, synthetic
-from bigsmall_jax import tfds_builders as tb
+from bigsmall_jax.datasets import prepare
+from bigsmall_jax.datasets import tfds_builders as tb
+from bigsmall_jax.datasets.preprocess import chunk_video, preprocess_recording
+from bigsmall_jax.datasets.recording import AU_NAMES
 from bigsmall_jax.errors import UserError
-from bigsmall_jax.preprocess import chunk_video, preprocess_recording
-from bigsmall_jax.recording import AU_NAMES
+from bigsmall_jax.synthetic import generator as synthetic
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Even smaller than the shared fixture, for the tests that build their own dataset.
@@ -188,7 +189,8 @@ def test_killed_build_leaves_nothing_loadable(tmp_path):
     data_dir = tmp_path / "data"
     script = textwrap.dedent(f"""
         import os
-        from bigsmall_jax import prepare, tfds_builders as tb
+        from bigsmall_jax.datasets import prepare
+        from bigsmall_jax.datasets import tfds_builders as tb
         real = tb.BigsmallSynthetic._iter_recordings
         def dying(self, root, subjects):
             total, recordings = real(self, root, subjects)
@@ -318,7 +320,7 @@ def test_parallel_build_leaves_no_leaked_semaphores(tmp_path):
     import subprocess
     import sys
 
-    code = ("from bigsmall_jax.prepare import ensure_dataset\n"
+    code = ("from bigsmall_jax.datasets.prepare import ensure_dataset\n"
             f"ensure_dataset('synthetic', {str(tmp_path)!r}, progress=False, workers=2, n_subjects=6, "
             "videos_per_subject=2, duration_s=8.0, fps=25.0, frame_size=64, seed=0)\n"
             "print('built')\n")

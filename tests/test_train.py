@@ -15,9 +15,10 @@ import numpy as np
 import optax
 import pytest
 
-from bigsmall_jax import optim, train
 from bigsmall_jax.errors import UserError, cli_main
-from bigsmall_jax.models import ModelConfig, build_model
+from bigsmall_jax.model.bigsmall import ModelConfig, build_model
+from bigsmall_jax.train import optim
+from bigsmall_jax.train import trainer as train
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parent / "data"
@@ -50,7 +51,7 @@ def _tiny_config(data_dir, builder, *extra):
 
 def test_five_steps_match_pytorch_adamw():
     """5 full-batch AdamW steps from the PyTorch init reproduce the reference losses (dropout off)."""
-    from bigsmall_jax.convert import convert_file
+    from bigsmall_jax.checkpoints.convert import convert_file
 
     mc, variables = convert_file(DATA / "bigsmall_random_init.pth")
     model = build_model(dataclasses.replace(mc, dropout=(0.0, 0.0, 0.0)))
@@ -72,7 +73,7 @@ def test_five_steps_match_pytorch_adamw():
 
 def test_torch_style_init_matches_the_pytorch_reference_init():
     """train.init='torch' draws like PyTorch's defaults: the reference file holds such a draw."""
-    from bigsmall_jax.convert import convert_file
+    from bigsmall_jax.checkpoints.convert import convert_file
 
     mc, ref = convert_file(DATA / "bigsmall_random_init.pth")
     model = build_model(mc)
@@ -106,8 +107,9 @@ def _get(tree, path):
 
 _EQUIVALENCE_SCRIPT = textwrap.dedent("""
     import json, jax, numpy as np
-    from bigsmall_jax import optim, train
-    from bigsmall_jax.models import ModelConfig, build_model
+    from bigsmall_jax.train import optim
+    from bigsmall_jax.train import trainer as train
+    from bigsmall_jax.model.bigsmall import ModelConfig, build_model
     assert jax.local_device_count() == 4, jax.devices()
     model = build_model(ModelConfig(big_filters=(4, 4, 4, 8, 8, 8), small_filters=(4, 4, 4, 8), dense_units=8))
     schedule = optim.make_schedule("warmup_cosine", 1e-2, 4, warmup_steps=1)
@@ -185,7 +187,7 @@ def test_named_configs_load_and_validate(name):
     config = train.load_config(name)
     mc = train.validate_config(config)
     if name.startswith("bp4d") or name in ("big_au", "small_bvp", "small_resp"):
-        from bigsmall_jax.recording import BP4D_AU_POS_WEIGHT
+        from bigsmall_jax.datasets.recording import BP4D_AU_POS_WEIGHT
 
         assert config.dataset.name == "bp4d_plus"
         assert config.optim.lr == 1e-3 and config.optim.weight_decay == 0.0 and config.train.num_epochs == 5
@@ -335,7 +337,7 @@ def _narrow_model_and_batch(n_frames: int, seed: int):
 def test_pcgrad_step_applies_the_projected_task_gradients():
     """With SGD(lr=1), the step's parameter change is minus PCGrad of the three task gradients, each computed
     on its own with jax.grad."""
-    from bigsmall_jax import losses
+    from bigsmall_jax.train import losses
 
     model, batch = _narrow_model_and_batch(6, seed=0)
     weights = {"au": 1.0, "bvp": 3.0, "resp": 0.5}
@@ -406,7 +408,7 @@ def test_resume_after_stop_gives_the_same_parameters(tiny_synthetic_dataset, tmp
     assert second.returncode == 0, second.stderr[-3000:]
     assert "resuming from step 6" in second.stderr
 
-    from bigsmall_jax.checkpoint import load_checkpoint
+    from bigsmall_jax.checkpoints.model_dir import load_checkpoint
 
     _, variables = load_checkpoint(workdir)
     np.testing.assert_allclose(_flat_params(variables["params"]), _flat_params(uninterrupted.params),

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from bigsmall_jax import unsupervised as us
 from bigsmall_jax.errors import UserError
+from bigsmall_jax.evaluation import unsupervised as us
 
 FPS = 30.0
 

@@ -14,8 +14,8 @@ What a workdir holds::
     metrics.jsonl     one JSON line per step (losses, grad norm, lr, clips/s) and per validation
     loss_curves.png   the losses per task over steps
     best/             the best validation epoch's model (train.select="best" only)
-    model/            the tested model (`bigsmall_jax.checkpoint.load_checkpoint(WORKDIR)` loads it)
-    metrics.json      the test metrics (`bigsmall_jax.metrics.evaluate_videos`) + run information
+    model/            the tested model (`bigsmall_jax.checkpoints.model_dir.load_checkpoint(WORKDIR)` loads it)
+    metrics.json      the test metrics (`bigsmall_jax.evaluation.metrics.evaluate_videos`) + run information
     test_*.png        evaluation plots (`bigsmall_jax.evaluate.save_plots`)
 
 The step (`make_train_step`) is one `jax.pmap` over the local devices of every process
@@ -26,10 +26,10 @@ them), gradients are added over devices the same way. Dropout randomness is draw
 (seed, step, global clip index) (``train.per_clip_dropout``), so a run gives the same numbers on 1 or N
 devices up to float summation order.
 
-The loss (`bigsmall_jax.losses`) is ``loss.au_weight * BCE(pos_weight) + loss.bvp_weight * MSE +
+The loss (`bigsmall_jax.train.losses`) is ``loss.au_weight * BCE(pos_weight) + loss.bvp_weight * MSE +
 loss.resp_weight * MSE`` over valid labels; ``loss.<task>_start`` (a fraction of the steps) switches a task
 on later (a curriculum), ``loss.pcgrad`` combines task gradients with PCGrad. AdamW and its schedule are
-in `bigsmall_jax.optim`; ``train.init`` draws the initial weights like Flax or like PyTorch (the paper).
+in `bigsmall_jax.train.optim`; ``train.init`` draws the initial weights like Flax or like PyTorch (the paper).
 
 Resuming: run the same command again with the same workdir. The latest checkpoint (params, AdamW
 state, step, the grain iterator position within the current epoch) is restored and training continues
@@ -71,18 +71,18 @@ import optax
 from flax.training import train_state
 from tqdm import tqdm
 
-from bigsmall_jax import losses as losses_lib
-from bigsmall_jax import optim as optim_lib
-from bigsmall_jax.checkpoint import json_default, write_json_atomic
+from bigsmall_jax.checkpoints.model_dir import json_default, write_json_atomic
 from bigsmall_jax.errors import UserError, cli_main, file_error
-from bigsmall_jax.models import BigSmall, ModelConfig, build_model, init_variables
+from bigsmall_jax.model.bigsmall import BigSmall, ModelConfig, build_model, init_variables
+from bigsmall_jax.train import losses as losses_lib
+from bigsmall_jax.train import optim as optim_lib
 
 log = logging.getLogger(__name__)
 
 AXIS = "batch"
 # The repository's configs/ (a checkout or an editable install), else the copy a wheel installs.
-_REPO_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
-_PACKAGED_CONFIGS = Path(__file__).resolve().parent / "configs"
+_REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+_PACKAGED_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 CONFIGS_DIR = _REPO_CONFIGS if (_REPO_CONFIGS / "common.py").is_file() else _PACKAGED_CONFIGS
 DEFAULT_CONFIG = "synthetic"
 DATA_DIR_ENV = "BIGSMALL_DATA_DIR"
@@ -337,7 +337,7 @@ def make_train_step(model: BigSmall, schedule: optax.Schedule, *, seed: int, tas
       seed: randomness of step s and clip c is ``fold_in(fold_in(PRNGKey(seed), s + 1), c)``.
       task_weights: {"au", "bvp", "resp": weight} of the total loss.
       au_pos_weight: (n_au,) BCE positive weights, or None.
-      pcgrad: combine task gradients with PCGrad (`bigsmall_jax.optim.pcgrad`) instead of summing.
+      pcgrad: combine task gradients with PCGrad (`bigsmall_jax.train.optim.pcgrad`) instead of summing.
       per_clip_dropout: dropout keys per global clip index (device-count invariant) rather than per device.
       task_start_steps: {task: step}: the task's loss has weight 0 before that step (a curriculum; default:
         every task from step 0). Its loss is still computed and logged.
@@ -467,7 +467,7 @@ def default_data_dir() -> str:
 
 def get_builder(config: ml_collections.ConfigDict):
     """The dataset builder of a config, built first when missing (`bigsmall_jax.prepare.ensure_dataset`)."""
-    from bigsmall_jax.prepare import ensure_dataset
+    from bigsmall_jax.datasets.prepare import ensure_dataset
 
     ds = config.dataset
     settings = dict(ds.settings.to_dict()) if isinstance(ds.settings, ml_collections.ConfigDict) else dict(ds.settings)
@@ -482,7 +482,7 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 def make_epoch_loader(source, config: ml_collections.ConfigDict, epoch: int, local_batch_clips: int):
-    from bigsmall_jax.input_pipeline import make_loader
+    from bigsmall_jax.datasets.input_pipeline import make_loader
 
     return make_loader(source, batch_clips=local_batch_clips, shuffle=True, seed=epoch_seed(int(config.seed), epoch),
                        num_epochs=1, worker_count=int(config.dataset.worker_count), drop_remainder=True,
@@ -560,11 +560,11 @@ def restore_train_checkpoint(manager, target_host) -> tuple[Any, dict] | None:
 
 
 def export_model(path: Path, mc: ModelConfig, variables, metadata: Mapping[str, Any]) -> Path:
-    """Writes a model checkpoint directory (`bigsmall_jax.checkpoint` layout) from this process alone.
+    """Writes a model checkpoint directory (`bigsmall_jax.checkpoints.model_dir` layout) from this process alone.
 
     In multi-process runs only process 0 writes, so orbax must not wait for the others (``process_local``).
     """
-    from bigsmall_jax import checkpoint
+    from bigsmall_jax.checkpoints import model_dir as checkpoint
 
     return checkpoint.save_checkpoint(path, mc, variables, dict(metadata), overwrite=True,
                                       process_local=jax.process_count() > 1)
@@ -572,7 +572,7 @@ def export_model(path: Path, mc: ModelConfig, variables, metadata: Mapping[str, 
 
 def import_params(path: Path, mc: ModelConfig) -> dict:
     """The variables of a model directory written by `export_model`, read by this process alone."""
-    from bigsmall_jax import checkpoint
+    from bigsmall_jax.checkpoints import model_dir as checkpoint
 
     if jax.process_count() == 1:
         return checkpoint.load_checkpoint(path)[1]
@@ -634,8 +634,8 @@ def _tensorboard_writer(logdir: Path):
 
 
 def plot_losses(records: Sequence[Mapping], path_png: Path) -> Path | None:
-    """Loss curves PNG from the metrics.jsonl records (`bigsmall_jax.plots.plot_loss_curves`)."""
-    from bigsmall_jax import plots
+    """Loss curves PNG from the metrics.jsonl records (`bigsmall_jax.evaluation.plots.plot_loss_curves`)."""
+    from bigsmall_jax.evaluation import plots
 
     keep = ("step", "train_loss", "train_loss_au", "train_loss_bvp", "train_loss_resp", "val_loss",
             "val_loss_au", "val_loss_bvp", "val_loss_resp")
@@ -730,7 +730,7 @@ def _check_workdir_config(workdir: Path, config_json: dict) -> None:
 
 def _setup_run(config: ml_collections.ConfigDict, workdir: Path) -> _Run:
     """Validates, builds or opens the dataset, makes the step; the workdir is created only once all is well."""
-    from bigsmall_jax import tfds_builders
+    from bigsmall_jax.datasets import tfds_builders
 
     mc = validate_config(config)
     model = build_model(mc)
@@ -788,7 +788,7 @@ def _restore_or_init(run: _Run) -> tuple[Any, dict[str, Any], str | None]:
 
 
 def _epoch_iterator(run: _Run, epoch: int, iterator_state: str | None):
-    from bigsmall_jax.input_pipeline import restore_iterator
+    from bigsmall_jax.datasets.input_pipeline import restore_iterator
 
     loader = make_epoch_loader(run.train_source, run.config, epoch, run.local_batch)
     return restore_iterator(loader, iterator_state.encode()) if iterator_state else iter(loader)
@@ -965,7 +965,7 @@ def validation_losses(model: BigSmall, state, source, config, weights: Mapping[s
     added over processes at the end. Batches are zero-padded to a fixed size (masked out) so the eval
     function compiles once.
     """
-    from bigsmall_jax.input_pipeline import make_loader
+    from bigsmall_jax.datasets.input_pipeline import make_loader
 
     t = model.config.n_segment
     per_batch = max(1, int(config.train.eval_batch_clips))
@@ -1020,7 +1020,8 @@ def _eval_sums_fn(model: BigSmall, pos_weight):
 
 def test_model(model: BigSmall, variables, builder, config, out_dir: Path | None) -> dict:
     """Scores a model on the config's test split (`bigsmall_jax.evaluate.evaluate_split`); plots into out_dir."""
-    from bigsmall_jax import evaluate, tfds_builders
+    from bigsmall_jax.datasets import tfds_builders
+    from bigsmall_jax.evaluation import evaluate
 
     source = tfds_builders.data_source(builder, config.dataset.test_split)
     results, predictions = evaluate.evaluate_split(model, variables, source,

@@ -25,9 +25,9 @@ to put the clips of a video back together in order for evaluation:
 T = ``n_segment``. Every dataset has the same features; label kinds a dataset does not provide (or that
 its config leaves out) are NaN, and the trainer masks NaNs. Records keep generation order
 (``disable_shuffling``): the clips of a video are consecutive and in time order, so evaluation can stream
-videos back (`bigsmall_jax.input_pipeline.iter_videos`); training shuffles with grain.
+videos back (`bigsmall_jax.datasets.input_pipeline.iter_videos`); training shuffles with grain.
 
-Storage: ``big`` as uint8 is exact (the recipe resizes uint8 frames, see `bigsmall_jax.preprocess`), so a
+Storage: ``big`` as uint8 is exact (the recipe resizes uint8 frames, see `bigsmall_jax.datasets.preprocess`), so a
 frame costs B*B*3 + S*S*3*4 bytes plus labels, 63.3 KB serialized at 144/9 instead of the 249.8 KB of the
 PyTorch original's float32 pickles; ArrayRecord compresses the files further (51 KB per frame on disk for
 the default synthetic dataset, 4.9x less). `storage_stats` measures it on the built files.
@@ -61,8 +61,8 @@ import tensorflow_datasets as tfds
 from etils import epath
 from tqdm import tqdm
 
+from bigsmall_jax.datasets.recording import AU_NAMES, Recording
 from bigsmall_jax.errors import UserError, file_error
-from bigsmall_jax.recording import AU_NAMES, Recording
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ class BigSmallConfig(tfds.core.BuilderConfig):
       big_size: side of the Big frames in pixels (paper: 144).
       small_size: side of the Small frames in pixels (paper: 9).
       n_segment: frames per clip (paper: 3).
-      face_crop: `bigsmall_jax.preprocess.PreprocessConfig.face_crop` ("box" for synthetic data).
+      face_crop: `bigsmall_jax.datasets.preprocess.PreprocessConfig.face_crop` ("box" for synthetic data).
       crop_every: detection period in frames for face_crop "every" / "median".
       enlarge: face box enlargement factor.
       tail: the last T % n_segment frames of a video: "drop" or "pad" (padded frames have frame_mask 0).
@@ -127,8 +127,8 @@ class BigSmallConfig(tfds.core.BuilderConfig):
     synthetic: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def preprocess_config(self):
-        """The `bigsmall_jax.preprocess.PreprocessConfig` this dataset is built with."""
-        from bigsmall_jax.preprocess import PreprocessConfig
+        """The `bigsmall_jax.datasets.preprocess.PreprocessConfig` this dataset is built with."""
+        from bigsmall_jax.datasets.preprocess import PreprocessConfig
 
         return PreprocessConfig(big_size=self.big_size, small_size=self.small_size, face_crop=self.face_crop,
                                 crop_every=self.crop_every, enlarge=self.enlarge, n_segment=self.n_segment,
@@ -203,14 +203,14 @@ def clip_examples(video, config: BigSmallConfig, source: str = "") -> Iterator[d
     """The examples (feature dicts) of one preprocessed video, in time order.
 
     Args:
-      video: a `bigsmall_jax.preprocess.PreprocessedVideo`.
+      video: a `bigsmall_jax.datasets.preprocess.PreprocessedVideo`.
       config: the dataset config (clip length, tail mode, stored label kinds).
       source: the recording's file, for error messages.
 
     Raises:
       UserError: a label kind in ``config.labels`` is missing from the video, or Big/Small are not finite.
     """
-    from bigsmall_jax.preprocess import chunk_video
+    from bigsmall_jax.datasets.preprocess import chunk_video
 
     source = source or video.name
     missing = [k for k in config.labels if k not in video.labels]
@@ -333,7 +333,7 @@ class BigSmallBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
     def _preprocessed_videos(self, root, split: str, subjects: Sequence[str]) -> tuple[int | None, Iterator]:
         """(number of videos if known, iterator of `PreprocessedVideo`) of a split, in a fixed order."""
-        from bigsmall_jax.preprocess import preprocess_recording
+        from bigsmall_jax.datasets.preprocess import preprocess_recording
 
         config = self.builder_config
         pp_config = config.preprocess_config()
@@ -382,7 +382,7 @@ def check_source_dir(name: str, root) -> None:
 
 
 def _synthetic_config(settings: dict[str, Any]):
-    from bigsmall_jax import synthetic
+    from bigsmall_jax.synthetic import generator as synthetic
 
     try:
         return synthetic.SyntheticConfig(**settings)
@@ -403,20 +403,20 @@ class BigsmallSynthetic(BigSmallBuilder):
     needs_source = False
 
     def _split_subjects(self, root):
-        from bigsmall_jax import synthetic
+        from bigsmall_jax.synthetic import generator as synthetic
 
         splits = synthetic.subject_splits(_synthetic_config(self.builder_config.synthetic))
         return {name: [str(s) for s in splits[name]] for name in SPLITS if name in splits}
 
     def _iter_recordings(self, root, subjects):
-        from bigsmall_jax import synthetic
+        from bigsmall_jax.synthetic import generator as synthetic
 
         cfg = _synthetic_config(self.builder_config.synthetic)
         count = len(set(subjects)) * cfg.videos_per_subject
         return count, synthetic.iter_recordings(cfg, subjects=list(subjects))
 
     def _preprocessed_videos(self, root, split, subjects):
-        from bigsmall_jax import synthetic
+        from bigsmall_jax.synthetic import generator as synthetic
 
         cfg = _synthetic_config(self.builder_config.synthetic)
         wanted = set(subjects)
@@ -435,8 +435,8 @@ class BigsmallSynthetic(BigSmallBuilder):
 
 def _synthetic_video(task):
     """Worker: generate and preprocess one synthetic video."""
-    from bigsmall_jax import synthetic
-    from bigsmall_jax.preprocess import preprocess_recording
+    from bigsmall_jax.datasets.preprocess import preprocess_recording
+    from bigsmall_jax.synthetic import generator as synthetic
 
     settings, subject_index, video_index, pp_config = task
     rec = synthetic.generate_recording(subject_index, video_index, _synthetic_config(settings))
@@ -462,7 +462,7 @@ class _RealDatasetBuilder(BigSmallBuilder, skip_registration=True):
     READER: str = ""
 
     def _reader(self):
-        from bigsmall_jax import datasets
+        from bigsmall_jax.datasets import readers as datasets
 
         return datasets.READERS[self.READER]
 
@@ -492,7 +492,7 @@ class BigsmallBp4dPlus(_RealDatasetBuilder):
     MANUAL_DOWNLOAD_INSTRUCTIONS = "Pass the BP4D+ root (the unpacked dataset) as source_dir."
 
     def _split_subjects(self, root):
-        from bigsmall_jax import datasets
+        from bigsmall_jax.datasets import readers as datasets
 
         folds = datasets.bp4d_fold_subjects(self.builder_config.fold)
         return {"train": list(folds["train"]), "test": list(folds["test"])}
@@ -595,7 +595,7 @@ def make_config(dataset: str, config: str | None = None, **overrides) -> BigSmal
     fields, synth = {}, dict(base.synthetic)
     synth_fields: tuple[str, ...] = ()
     if cls is BigsmallSynthetic:
-        from bigsmall_jax import synthetic
+        from bigsmall_jax.synthetic import generator as synthetic
 
         synth_fields = tuple(f.name for f in dataclasses.fields(synthetic.SyntheticConfig))
     for key, value in overrides.items():

@@ -31,8 +31,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from bigsmall_jax.datasets.recording import AU_NAMES, Recording
 from bigsmall_jax.errors import UserError, file_error
-from bigsmall_jax.recording import AU_NAMES, Recording
 
 log = logging.getLogger(__name__)
 

@@ -84,7 +84,7 @@ def task_sums(outputs: Mapping[str, jax.Array], batch: Mapping[str, jax.Array],
       outputs: model outputs, ``"au"`` (N, K) logits, ``"bvp"``/``"resp"`` (N, 1); absent heads skipped.
       batch: labels, ``"au"`` (N, K) in {0, 1} or NaN, ``"bvp"``/``"resp"`` (N,) or NaN; optional
         ``"frame_mask"`` (N,) and per-task masks ``"au_mask"`` (N, K), ``"bvp_mask"``, ``"resp_mask"`` (N,)
-        (nonzero = use the label; `bigsmall_jax.input_pipeline` batches have them).
+        (nonzero = use the label; `bigsmall_jax.datasets.input_pipeline` batches have them).
       au_pos_weight: (K,) positive-class weights of the AU BCE, or None.
     Returns:
       {task: (sum, count)} float32 scalars.

@@ -3,7 +3,7 @@
 The real BP4D+ dataset is licensed, so the default training run learns from these. Each subject has a
 fixed appearance (`SubjectParams`: skin tone, face shape, feature positions, hair, clothes, background);
 each video draws its own nuisances (`VideoParams`: face size and position, light, sensor noise, head
-motion) and its own signals (`bigsmall_jax.waveforms`).
+motion) and its own signals (`bigsmall_jax.synthetic.waveforms`).
 
 How a frame is made (all per-video arrays are precomputed once in a `Scene`, so a frame costs two small
 matrix products, one `cv2.remap` and a few array operations):
@@ -28,7 +28,7 @@ Learnability: the AU cues are deliberately exaggerated (brows move 4-7 px, wrink
 frames. Measured on the default dataset, held-out subjects (8 train / 4 held out): a linear ridge model
 on the 9x9 Small frames recovers HR and RR exactly per 20 s video, and a 6-conv CNN on 72x72 Big frames
 (batch 16, Adam 1e-3) reaches mean AU F1 0.68 after 3 epochs and 0.70 after 4. Train with
-`bigsmall_jax.waveforms.AU_POS_WEIGHT` (this data's label rates), not the BP4D+ pos_weight.
+`bigsmall_jax.synthetic.waveforms.AU_POS_WEIGHT` (this data's label rates), not the BP4D+ pos_weight.
 
 Units: lengths of the face model are in face units, u = (x - cx) / a across (-1 left edge, +1 right
 edge of the face in the image) and v = (y - cy) / b down (-1 top of the head, +1 chin), where (cx, cy)
@@ -58,9 +58,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from bigsmall_jax import waveforms
+from bigsmall_jax.datasets.recording import AU_NAMES, Recording
 from bigsmall_jax.errors import UserError, cli_main, file_error
-from bigsmall_jax.recording import AU_NAMES, Recording
+from bigsmall_jax.synthetic import waveforms
 
 log = logging.getLogger(__name__)
 
@@ -961,7 +961,7 @@ def write_files(rec: Recording, out_dir: str | os.PathLike) -> tuple[Path, Path]
     Returns:
       (mp4 path, csv path).
     """
-    from bigsmall_jax.video_io import write_video
+    from bigsmall_jax.datasets.video_io import write_video
 
     out = Path(out_dir)
     try:
@@ -991,7 +991,7 @@ def save_contact_sheet(recs: Sequence[Recording], path_png: str | os.PathLike, f
                        max_videos: int = 12) -> Path:
     """A PNG grid: one row per recording (up to `max_videos`), `frames_per_video` frames evenly spaced,
     each titled with its time and active AUs, the face box drawn on the first."""
-    from bigsmall_jax.plots import save_png
+    from bigsmall_jax.evaluation.plots import save_png
 
     recs = list(recs)[:max_videos]
     if not recs:
@@ -1018,7 +1018,7 @@ def save_contact_sheet(recs: Sequence[Recording], path_png: str | os.PathLike, f
 
 def save_label_plot(rec: Recording, path_png: str | os.PathLike, seconds: float = 12.0) -> Path:
     """A PNG of a recording's labels: pulse with the skin's mean green, respiration, rates and the AU raster."""
-    from bigsmall_jax.plots import save_png
+    from bigsmall_jax.evaluation.plots import save_png
 
     t = np.arange(rec.num_frames) / rec.fps
     show = t <= seconds

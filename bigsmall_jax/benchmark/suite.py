@@ -4,7 +4,7 @@
         [--repeats 10] [--quick] [--no-input-pipeline] [--data-dir DIR] [--no-tune] [--profile]
         [--output OUT.json]
 
-For every model (default: all of `bigsmall_jax.models.NAMED_VARIANTS`, plus ``single_task_sum``, the three
+For every model (default: all of `bigsmall_jax.model.bigsmall.NAMED_VARIANTS`, plus ``single_task_sum``, the three
 single-task baselines run one after the other on the same frames) it reports:
 
 * ``flops_per_clip`` / ``flops_per_frame`` of one eval-mode forward pass (XLA cost analysis, a multiply-add
@@ -26,7 +26,7 @@ alike. ``load_avg`` records the machine's load before and after.
 The input pipeline (``input_pipeline``): a small synthetic dataset is built with
 `bigsmall_jax.prepare.ensure_dataset` (in a temporary folder unless ``--data-dir`` is given), then
 ``records_per_s`` (clips read from the ArrayRecord source and decoded, in shuffled order),
-``batches_per_s`` (model-ready batches out of `bigsmall_jax.input_pipeline.make_loader`), ``epoch_s`` (one
+``batches_per_s`` (model-ready batches out of `bigsmall_jax.datasets.input_pipeline.make_loader`), ``epoch_s`` (one
 epoch of training as the trainer runs it: loader, `bigsmall_jax.train.shard_batch`, the step, its metrics
 fetched after the next step is dispatched), ``step_only_s`` (the same number of steps on a batch already on
 the device), ``loader_overhead`` = epoch_s / step_only_s - 1, and ``synchronous_overhead`` for a loop that
@@ -61,10 +61,10 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from bigsmall_jax.checkpoint import write_json_atomic
+from bigsmall_jax.checkpoints.model_dir import write_json_atomic
+from bigsmall_jax.datasets.recording import BP4D_AU_POS_WEIGHT
 from bigsmall_jax.errors import UserError, cli_main, file_error
-from bigsmall_jax.flops import forward_cost, lowered_flops
-from bigsmall_jax.models import (
+from bigsmall_jax.model.bigsmall import (
     DTYPES,
     NAMED_VARIANTS,
     BigSmall,
@@ -73,7 +73,7 @@ from bigsmall_jax.models import (
     init_variables,
     named_config,
 )
-from bigsmall_jax.recording import BP4D_AU_POS_WEIGHT
+from bigsmall_jax.model.flops import forward_cost, lowered_flops
 from bigsmall_jax.runtime import (
     TUNED_YNN_FUSIONS,
     Forward,
@@ -175,7 +175,7 @@ def time_interleaved(fns: Mapping[str, Callable[[], Any]], repeats: int, warmup:
 
 
 def synthetic_batch(config, n_clips: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """A training batch of random frames and labels laid out like `bigsmall_jax.input_pipeline`'s.
+    """A training batch of random frames and labels laid out like `bigsmall_jax.datasets.input_pipeline`'s.
 
     Returns:
       {"big": (N*T, B, B, 3), "small": (N*T, S, S, 3) float32 ~ N(0, 1), "au" (N*T, 12) in {0, 1},
@@ -216,7 +216,7 @@ class TrainStepBench:
         if batch is None:
             batch = self.batch
         else:
-            from bigsmall_jax.train import put_sharded
+            from bigsmall_jax.train.trainer import put_sharded
 
             batch = put_sharded({k: batch[k] for k in self.batch}, jax.local_devices()[: self.n_devices])
         self.state, metrics = self.compiled(self.state, batch)
@@ -237,8 +237,8 @@ def make_train_step_bench(model: BigSmall, batch_clips: int, seed: int = 0, lr: 
     """
     import optax
 
-    from bigsmall_jax import optim as optim_lib
-    from bigsmall_jax import train as train_lib
+    from bigsmall_jax.train import optim as optim_lib
+    from bigsmall_jax.train import trainer as train_lib
 
     config = model.config
     devices = jax.local_devices()
@@ -289,7 +289,7 @@ class ModelBench:
 def prepare_model(name: str, *, batch_clips: int, dtype: str = "float32", seed: int = 0, tuned: bool = False,
                   label: str | None = None, model: BigSmall | None = None) -> ModelBench:
     """Builds, initializes and compiles (forward on `batch_clips` clips and on one clip, train step) a
-    named variant (`bigsmall_jax.models.NAMED_VARIANTS`) computing in `dtype`.
+    named variant (`bigsmall_jax.model.bigsmall.NAMED_VARIANTS`) computing in `dtype`.
 
     The forward passes are `bigsmall_jax.runtime.Forward`, as evaluation and inference run them; `tuned`:
     with the `TUNED_YNN_FUSIONS` presets on a CPU (the forward pass's and the train step's), else XLA's
@@ -509,10 +509,10 @@ def benchmark_input_pipeline(train: TrainStepBench, *, data_dir: str | os.PathLi
       right after each step, the next batch read only then), "synchronous_overhead", "steps_per_epoch",
       "train_records", "batch_clips", "worker_count", "build_s", "dataset"}.
     """
-    from bigsmall_jax import tfds_builders
-    from bigsmall_jax import train as train_lib
-    from bigsmall_jax.input_pipeline import clip_to_model, make_loader
-    from bigsmall_jax.prepare import ensure_dataset
+    from bigsmall_jax.datasets import tfds_builders
+    from bigsmall_jax.datasets.input_pipeline import clip_to_model, make_loader
+    from bigsmall_jax.datasets.prepare import ensure_dataset
+    from bigsmall_jax.train import trainer as train_lib
 
     settings = dict(PIPELINE_SYNTHETIC if settings is None else settings)
     t = train.model.config.n_segment

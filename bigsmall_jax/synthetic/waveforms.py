@@ -25,7 +25,7 @@ import dataclasses
 
 import numpy as np
 
-from bigsmall_jax.recording import AU_NAMES
+from bigsmall_jax.datasets.recording import AU_NAMES
 
 HR_RANGE_BPM = (45.0, 150.0)
 RR_RANGE_BPM = (6.0, 30.0)
@@ -47,7 +47,7 @@ AU_BASE_RATES: tuple[float, ...] = (
     0.15,  # AU24 lip pressor
 )
 # BCE pos_weight matching these rates (negatives / positives), the synthetic counterpart of
-# `bigsmall_jax.recording.BP4D_AU_POS_WEIGHT`.
+# `bigsmall_jax.datasets.recording.BP4D_AU_POS_WEIGHT`.
 AU_POS_WEIGHT: tuple[float, ...] = tuple(round((1.0 - p) / p, 3) for p in AU_BASE_RATES)
 # AUs driven together by a shared episode source, and the fraction of frames that source is on.
 AU_GROUPS: tuple[tuple[tuple[str, ...], float], ...] = (

@@ -3,7 +3,7 @@
 Training (`make_loader`): a grain `DataLoader` over a split's data source (`tfds_builders.data_source`),
 shuffled by seed, sharded so that every JAX process reads a disjoint part, batched by clips and then
 flattened to frames. A batch of ``B = batch_clips`` clips of ``T = n_segment`` frames is a dict of numpy
-arrays, frames of a clip consecutive (the layout `bigsmall_jax.models` expects):
+arrays, frames of a clip consecutive (the layout `bigsmall_jax.model.bigsmall` expects):
 
   ============ ======================= ================================================================
   key          shape / dtype           meaning
@@ -36,8 +36,8 @@ from typing import Any, NamedTuple
 import grain
 import numpy as np
 
+from bigsmall_jax.datasets.preprocess import standardize_big
 from bigsmall_jax.errors import UserError
-from bigsmall_jax.preprocess import standardize_big
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def clip_to_model(record: dict[str, Any]) -> dict[str, np.ndarray]:
     """One stored clip -> model-ready arrays of its T frames (not yet batched).
 
     Args:
-      record: a decoded example (see `bigsmall_jax.tfds_builders`), optionally with "record_index".
+      record: a decoded example (see `bigsmall_jax.datasets.tfds_builders`), optionally with "record_index".
 
     Returns:
       {"big": (T, B, B, 3) f32 standardized, "small": (T, S, S, 3) f32, "au"/"au_mask": (T, 12) f32,
@@ -294,7 +294,7 @@ def iter_videos(data_source, *, standardize: bool = True, block: int = 64) -> It
 
     def bad(vid, problem):
         return UserError(f"{data_source!r}: video {vid!r}: {problem} (not a dataset written by "
-                         "bigsmall_jax.tfds_builders?)")
+                         "bigsmall_jax.datasets.tfds_builders?)")
 
     for start in range(0, n, block):
         for rec in _read_block(data_source, start, min(n, start + block)):

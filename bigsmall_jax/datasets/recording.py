@@ -2,7 +2,7 @@
 
 A `Recording` is one raw video with its per-frame labels, before any preprocessing. Readers of real
 datasets (`bigsmall_jax.datasets`) and the synthetic generator (`bigsmall_jax.synthetic`) both produce
-them; `bigsmall_jax.preprocess.preprocess_recording` turns one into model-ready clips.
+them; `bigsmall_jax.datasets.preprocess.preprocess_recording` turns one into model-ready clips.
 """
 
 from __future__ import annotations

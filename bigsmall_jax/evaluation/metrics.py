@@ -30,8 +30,8 @@ import scipy.signal
 import scipy.special
 from tqdm import tqdm
 
+from bigsmall_jax.datasets.recording import AU_NAMES
 from bigsmall_jax.errors import UserError
-from bigsmall_jax.recording import AU_NAMES
 
 logger = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ import jax
 import numpy as np
 
 from bigsmall_jax.errors import UserError, file_error
-from bigsmall_jax.models import BigSmall, ModelConfig, build_model, dummy_inputs
+from bigsmall_jax.model.bigsmall import BigSmall, ModelConfig, build_model, dummy_inputs
 
 CONFIG_FILE = "bigsmall_config.json"
 VARIABLES_DIR = "variables"
@@ -147,7 +147,7 @@ def load_checkpoint(path: str | Path) -> tuple[BigSmall, dict]:
     """
     path = Path(path)
     if path.suffix == ".pth":
-        from bigsmall_jax.convert import convert_file
+        from bigsmall_jax.checkpoints.convert import convert_file
 
         config, variables = convert_file(path)
         return build_model(config), variables

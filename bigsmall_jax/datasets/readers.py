@@ -49,16 +49,16 @@ from typing import NamedTuple
 
 import numpy as np
 
+from bigsmall_jax.datasets.recording import AU_NAMES, Recording
+from bigsmall_jax.datasets.video_io import VIDEO_EXTENSIONS, list_image_files, read_video
 from bigsmall_jax.errors import UserError, file_error
-from bigsmall_jax.recording import AU_NAMES, Recording
-from bigsmall_jax.video_io import VIDEO_EXTENSIONS, list_image_files, read_video
 
 log = logging.getLogger(__name__)
 
 BP4D_FPS = 25.0
 # The repository's data/bp4d_plus_splits (a checkout or an editable install), else the copy a wheel installs.
-_REPO_SPLITS = Path(__file__).resolve().parent.parent / "data" / "bp4d_plus_splits"
-SPLITS_DIR = _REPO_SPLITS if _REPO_SPLITS.is_dir() else Path(__file__).resolve().parent / "splits"
+_REPO_SPLITS = Path(__file__).resolve().parents[2] / "data" / "bp4d_plus_splits"
+SPLITS_DIR = _REPO_SPLITS if _REPO_SPLITS.is_dir() else Path(__file__).resolve().parents[1] / "splits"
 
 
 # ----------------------------------------------------------------------------------------------------------

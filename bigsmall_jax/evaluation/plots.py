@@ -18,9 +18,9 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from bigsmall_jax import metrics
+from bigsmall_jax.datasets.recording import AU_NAMES
 from bigsmall_jax.errors import UserError, file_error
-from bigsmall_jax.recording import AU_NAMES
+from bigsmall_jax.evaluation import metrics
 
 DPI = 120
 

@@ -1,0 +1,177 @@
+"""Import PyTorch BigSmall state dicts (multitask or single pathway) into bigsmall-jax checkpoints.
+
+    python -m bigsmall_jax.convert SRC.pth OUT_DIR [--task bvp|resp] [--n-segment 3] [--overwrite]
+
+Works without PyTorch (see `bigsmall_jax.checkpoints.pth`). The model is detected from the keys:
+
+* ``big_conv*`` + ``small_conv*`` + ``au_fc*``/``bvp_fc*``/``resp_fc*``: multitask BigSmall;
+* ``big_conv*`` + ``out_fc*``: the Big pathway alone (AU logits);
+* ``small_conv*`` + ``out_fc*``: the Small pathway alone, a pulse model unless ``--task resp`` or a file
+  name containing ``Resp`` says respiration (``Heart`` says pulse).
+
+Layouts: conv kernels OIHW -> HWIO; ``Linear.weight`` (out, in) -> Dense kernel (in, out); the first dense
+layer's input is reordered from PyTorch's (C, H, W) flatten to NHWC's (H, W, C).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from bigsmall_jax.checkpoints.pth import load_state_dict
+from bigsmall_jax.errors import UserError, cli_main, file_error
+from bigsmall_jax.model.bigsmall import ModelConfig, build_model
+
+
+def _strip_prefix(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+
+
+def _conv_filters(state, branch: str) -> tuple[int, ...]:
+    idx = sorted(int(m.group(1)) for k in state if (m := re.fullmatch(rf"{branch}_conv(\d+)\.weight", k)))
+    return tuple(int(state[f"{branch}_conv{i}.weight"].shape[0]) for i in idx)
+
+
+def infer_config(state: dict[str, np.ndarray], task: str | None = None, n_segment: int = 3,
+                 source: str = "state dict") -> ModelConfig:
+    """The `ModelConfig` a (prefix-stripped) PyTorch state dict belongs to."""
+    has_big = "big_conv1.weight" in state
+    has_small = "small_conv1.weight" in state
+    has_out = "out_fc2.weight" in state
+    try:
+        if has_big and has_small:
+            n_au = int(state["au_fc2.weight"].shape[0]) if "au_fc2.weight" in state else 0
+            fc1 = next(state[f"{t}_fc1.weight"] for t in ("au", "bvp", "resp") if f"{t}_fc1.weight" in state)
+            big_c = _conv_filters(state, "big")[-1]
+            small_c = _conv_filters(state, "small")[-1]
+            fusion = "concat" if fc1.shape[1] == (big_c + small_c) * 81 else "sum"
+            return ModelConfig(variant="bigsmall", n_segment=n_segment, big_filters=_conv_filters(state, "big"),
+                               small_filters=_conv_filters(state, "small"), dense_units=int(fc1.shape[0]),
+                               n_au=n_au, bvp="bvp_fc2.weight" in state, resp="resp_fc2.weight" in state,
+                               fusion=fusion)
+        if has_big and has_out:
+            n_out = int(state["out_fc2.weight"].shape[0])
+            return ModelConfig(variant="big", n_segment=n_segment, big_filters=_conv_filters(state, "big"),
+                               dense_units=int(state["out_fc1.weight"].shape[0]), n_au=n_out, bvp=False,
+                               resp=False, shift="none", big_downsample=False)
+        if has_small and has_out:
+            task = task or "bvp"
+            if task not in ("bvp", "resp"):
+                raise UserError(f"{source}: a Small pathway predicts bvp or resp, not {task!r}")
+            return ModelConfig(variant="small", n_segment=n_segment, small_filters=_conv_filters(state, "small"),
+                               dense_units=int(state["out_fc1.weight"].shape[0]), n_au=0, bvp=task == "bvp",
+                               resp=task == "resp", shift="none")
+    except (KeyError, IndexError, StopIteration) as e:
+        raise file_error(source, f"incomplete BigSmall state dict (missing {e})") from None
+    raise file_error(source, "not a BigSmall state dict: expected big_conv*/small_conv* keys with "
+                             "au_fc*/bvp_fc*/resp_fc* or out_fc* heads; found " + ", ".join(sorted(state)[:8]))
+
+
+def _torch_name(flax_path: tuple[str, ...], config: ModelConfig) -> str:
+    """PyTorch key of a Flax parameter, e.g. ('big', 'conv1', 'kernel') -> 'big_conv1.weight'."""
+    module, layer, leaf = flax_path
+    suffix = "weight" if leaf == "kernel" else "bias"
+    if module in ("big", "small"):
+        return f"{module}_{layer}.{suffix}"
+    prefix = "out" if config.variant != "bigsmall" else module
+    return f"{prefix}_{layer}.{suffix}"
+
+
+def _to_flax(value: np.ndarray, flax_path: tuple[str, ...], target_shape: tuple[int, ...]) -> np.ndarray:
+    """Converts one PyTorch array to the Flax layout of `target_shape`."""
+    module, layer, leaf = flax_path
+    if leaf == "bias":
+        return value
+    if value.ndim == 4:  # conv OIHW -> HWIO
+        return value.transpose(2, 3, 1, 0)
+    if layer == "fc1":  # (out, C*H*W) in C,H,W order -> (H*W*C, out)
+        units, n_in = value.shape
+        hw = 81  # 9 x 9 feature map
+        if n_in % hw:
+            raise ValueError(f"first dense layer input {n_in} is not a multiple of 9*9")
+        c = n_in // hw
+        return value.reshape(units, c, 9, 9).transpose(2, 3, 1, 0).reshape(n_in, units)
+    return value.T
+
+
+def state_dict_to_variables(state: dict[str, np.ndarray], config: ModelConfig, source: str = "state dict"):
+    """Maps a prefix-stripped PyTorch state dict onto the Flax variables of `config`.
+
+    Raises:
+      UserError: a key missing, extra, or of the wrong shape (naming the key).
+    """
+    model = build_model(config)
+    from bigsmall_jax.checkpoints.model_dir import abstract_variables
+
+    target = abstract_variables(model)["params"]
+    flat = {tuple(str(getattr(k, "key", k)) for k in path): leaf
+            for path, leaf in jax.tree_util.tree_leaves_with_path(target)}
+    used = set()
+    params: dict = {}
+    for flax_path, leaf in flat.items():
+        name = _torch_name(flax_path, config)
+        if name not in state:
+            raise file_error(source, f"missing key '{name}' (needed for {'/'.join(flax_path)})")
+        value = np.asarray(state[name], dtype=np.float32)
+        try:
+            converted = _to_flax(value, flax_path, tuple(leaf.shape))
+        except ValueError as e:
+            raise file_error(source, f"key '{name}': {e}") from None
+        if converted.shape != tuple(leaf.shape):
+            raise file_error(source, f"key '{name}' has shape {tuple(value.shape)}, which does not fit "
+                                     f"{'/'.join(flax_path)} of shape {tuple(leaf.shape)}")
+        if not np.all(np.isfinite(converted)):
+            raise file_error(source, f"key '{name}' holds NaN or inf values")
+        used.add(name)
+        node = params
+        for part in flax_path[:-1]:
+            node = node.setdefault(part, {})
+        node[flax_path[-1]] = np.ascontiguousarray(converted)
+    extra = sorted(set(state) - used)
+    if extra:
+        raise file_error(source, f"unexpected key(s) {extra} for a {config.variant} model")
+    return {"params": params}
+
+
+def task_from_filename(path: str | Path) -> str | None:
+    name = Path(path).name.lower()
+    if "resp" in name:
+        return "resp"
+    if "heart" in name:
+        return "bvp"
+    return None
+
+
+def convert_file(path: str | Path, task: str | None = None, n_segment: int = 3):
+    """Reads a ``.pth`` and returns ``(config, variables)``. `task` overrides the file name's hint."""
+    state = _strip_prefix(load_state_dict(path))
+    config = infer_config(state, task or task_from_filename(path), n_segment, source=str(path))
+    return config, state_dict_to_variables(state, config, source=str(path))
+
+
+@cli_main
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bigsmall_jax.convert", description=__doc__.split("\n\n")[0])
+    parser.add_argument("src", type=Path, help="PyTorch state dict (.pth)")
+    parser.add_argument("out_dir", type=Path, help="checkpoint directory to write")
+    parser.add_argument("--task", choices=["bvp", "resp"], help="what a one-output Small pathway predicts")
+    parser.add_argument("--n-segment", type=int, default=3, help="frames per clip (default 3)")
+    parser.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it exists")
+    args = parser.parse_args(argv)
+    from bigsmall_jax.checkpoints.model_dir import save_checkpoint
+    from bigsmall_jax.model.bigsmall import count_params
+
+    config, variables = convert_file(args.src, args.task, args.n_segment)
+    save_checkpoint(args.out_dir, config, variables, metadata={"converted_from": args.src.name},
+                    overwrite=args.overwrite)
+    heads = ", ".join(f"{h}({n})" for h, n in config.heads)
+    print(f"{args.src} -> {args.out_dir}: {config.variant} model, heads {heads}, "
+          f"{count_params(variables['params']):,} parameters")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,2 @@
+"""Evaluation: the paper's metrics, scoring a model on a split, result plots and the unsupervised rPPG
+baselines."""

@@ -1,0 +1,494 @@
+"""Evaluate a checkpoint on a split of a prepared dataset, the paper's way.
+
+Usage::
+
+    python -m bigsmall_jax.evaluate --checkpoint runs/bigsmall --dataset synthetic --data-dir DATA \\
+        [--config CONFIG] [--split test] [--window-s 30] --output results/test.json
+
+Each video of the split is read back whole (`input_pipeline.iter_videos`), run through the jitted model in
+batches of whole clips (`predict_videos`) and scored by `metrics.evaluate_videos`: HR and RR (MAE, RMSE,
+MAPE, Pearson r, SNR, each with its standard error) and per-AU F1, precision, recall and accuracy. The
+command prints the table, writes the metrics as JSON and saves plots beside it: ``OUT_hr_bland_altman.png``,
+``OUT_rr_bland_altman.png``, ``OUT_au_f1.png`` and, for the first video, ``OUT_waves_hr.png``,
+``OUT_waves_rr.png`` and ``OUT_au_activations.png`` (each when the model and labels allow it). Nothing is
+left behind if it fails: everything is written to a temporary folder and moved into place at the end.
+
+The library functions are what the trainer calls after training:
+
+* `predict_videos(model, variables, videos)`: per-frame predictions of whole videos.
+* `evaluate_split(model, variables, data_source)`: predictions + metrics of a split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+from tqdm import tqdm
+
+from bigsmall_jax.errors import UserError, cli_main, file_error
+from bigsmall_jax.model.bigsmall import BigSmall, ModelConfig, build_model
+from bigsmall_jax.runtime import Forward
+
+log = logging.getLogger(__name__)
+
+# Model output -> key of the prediction dicts `metrics.evaluate_videos` reads.
+PRED_KEYS = {"bvp": "bvp_pred", "resp": "resp_pred", "au": "au_logits"}
+LABEL_KEYS = {"bvp": "bvp_label", "resp": "resp_label", "au": "au_label"}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Running the model over whole videos.
+
+
+@functools.lru_cache(maxsize=8)
+def _forward(config: ModelConfig) -> Callable:
+    """The eval-mode forward pass of a model config (`bigsmall_jax.runtime.Forward`): (variables, big, small)
+    -> outputs dict.
+
+    Cached per config (configs are frozen, hashable dataclasses) so that repeated evaluations, e.g. after
+    every epoch of training, reuse the compiled function.
+    """
+    return Forward(build_model(config))
+
+
+def _bucket(n_clips: int, batch_clips: int) -> int:
+    """Clips per batch: `batch_clips`, or the next power of 2 >= n_clips when the video is shorter.
+
+    Batches are padded to this size so that every video compiles at most log2(batch_clips) + 1 shapes.
+    """
+    return min(batch_clips, 1 << max(0, int(n_clips) - 1).bit_length())
+
+
+def pad_to_segments(x: np.ndarray, n_segment: int) -> tuple[np.ndarray, int]:
+    """Pads a (T, ...) array to a whole number of clips by repeating its last frame.
+
+    Returns:
+      (T + n_pad, ...) array and n_pad (0 <= n_pad < n_segment; no copy when n_pad is 0).
+    """
+    n_pad = (-x.shape[0]) % n_segment
+    if n_pad:
+        x = np.concatenate([x, np.repeat(x[-1:], n_pad, axis=0)])
+    return x, n_pad
+
+
+def predict_frames(
+    model: BigSmall,
+    variables,
+    big: np.ndarray,
+    small: np.ndarray,
+    batch_clips: int = 16,
+    big_transform: Callable[[np.ndarray], np.ndarray] | None = None,
+    progress: bool | None = False,
+    desc: str = "model",
+) -> tuple[dict[str, np.ndarray], int]:
+    """Runs the model over every frame of one video, in batches of whole clips.
+
+    The video is padded to a whole number of clips of ``n_segment`` frames by repeating its last frame;
+    the outputs of the padded frames are dropped again. Each batch is padded with zero clips to a fixed
+    size (clips are independent in eval mode) so that the jitted model compiles once per batch size.
+
+    Args:
+      model: a `BigSmall` module; only its config is used.
+      variables: its variables ({"params": ...}), unreplicated.
+      big: (T, B, B, 3) Big frames: standardized float32, or anything `big_transform` turns into them.
+      small: (T, S, S, 3) float32 diff-normalized Small frames.
+      batch_clips: clips per forward pass.
+      big_transform: applied to each batch's Big frames on the host before the forward pass (e.g.
+        `preprocess.standardize_big` on uint8 frames, to keep the video compact in memory).
+      progress: show a tqdm bar over batches (None: only on a terminal).
+      desc: the bar's label.
+
+    Returns:
+      ({"au": (T, n_au) logits, "bvp": (T,), "resp": (T,)} float32 numpy arrays, only the model's heads;
+      n_pad, the number of frames added (and dropped) to fill the last clip).
+
+    Raises:
+      UserError: no frames, Big and Small of different lengths, or frames of the wrong size for the model.
+    """
+    config = model.config
+    t = int(big.shape[0])
+    if t == 0:
+        raise UserError("no frames to run the model on")
+    if small.shape[0] != t:
+        raise UserError(f"Big has {t} frames but Small has {small.shape[0]}")
+    for name, x, size in (("Big", big, config.big_size), ("Small", small, config.small_size)):
+        if tuple(x.shape[1:]) != (size, size, 3):
+            raise UserError(f"{name} frames are {tuple(x.shape[1:])}, but the model takes ({size}, {size}, 3)")
+    if int(batch_clips) < 1:
+        raise UserError(f"batch_clips must be >= 1, got {batch_clips}")
+    n_seg = config.n_segment
+    big, n_pad = pad_to_segments(big, n_seg)
+    small, _ = pad_to_segments(small, n_seg)
+    n_clips = big.shape[0] // n_seg
+    per_batch = _bucket(n_clips, int(batch_clips)) * n_seg
+    forward = _forward(config)
+    outputs: list[dict[str, jax.Array]] = []
+    for start in tqdm(range(0, big.shape[0], per_batch), desc=desc, unit="batch", leave=False,
+                      disable=None if progress is None else not progress):
+        b = big[start : start + per_batch]
+        s = np.asarray(small[start : start + per_batch], np.float32)
+        b = np.asarray(big_transform(b) if big_transform is not None else b, np.float32)
+        fill = per_batch - b.shape[0]
+        if fill:
+            b = np.concatenate([b, np.zeros((fill, *b.shape[1:]), np.float32)])
+            s = np.concatenate([s, np.zeros((fill, *s.shape[1:]), np.float32)])
+        # Dispatch is asynchronous: the next batch is prepared on the host while this one runs.
+        outputs.append(forward(variables, b, s))
+    outputs = jax.device_get(outputs)
+    result = {}
+    for task, _ in config.heads:
+        y = np.concatenate([o[task] for o in outputs])[:t].astype(np.float32)
+        result[task] = y[:, 0] if task != "au" else y
+    return result, n_pad
+
+
+def _label(labels: Mapping[str, np.ndarray], key: str, t: int, video_id: str) -> np.ndarray | None:
+    """A per-frame label, or None when the video has none (absent, or NaN on every frame)."""
+    value = labels.get(key)
+    if value is None:
+        return None
+    value = np.asarray(value, np.float32)
+    if value.shape[0] != t:
+        raise UserError(f"video {video_id}: label {key!r} has {value.shape[0]} frames, the video {t}")
+    if key != "au" and value.ndim == 2 and value.shape[1] == 1:
+        value = value[:, 0]
+    return None if np.all(np.isnan(value)) else value
+
+
+def predict_videos(model: BigSmall, variables, videos: Iterable, batch_clips: int = 16,
+                   progress: bool | None = None) -> list[dict]:
+    """Per-frame predictions of whole videos, with their labels, as `metrics.evaluate_videos` expects.
+
+    Args:
+      model: a `BigSmall` module.
+      variables: its variables, unreplicated (on one device or the host).
+      videos: iterable of per-video ``(video_id, big, small, labels, fps)`` in frame order (e.g.
+        `input_pipeline.iter_videos`): big (T, B, B, 3) standardized float32, small (T, S, S, 3) float32,
+        labels a dict with any of "bvp", "resp" ((T,) diff-normalized, NaN = unknown) and "au" ((T, 12),
+        NaN = missing); other keys are ignored.
+      batch_clips: clips per forward pass.
+      progress: tqdm bar over videos (None: only on a terminal).
+
+    Returns:
+      One dict per video: "video_id", "fps", "num_frames", "n_padded_frames" (frames repeated to fill the
+      last clip, then dropped), and for each head of the model its prediction — "bvp_pred", "resp_pred"
+      (T,) float32, "au_logits" (T, n_au) — with its label — "bvp_label", "resp_label", "au_label" —
+      when the video has one. Keys the model cannot give are absent.
+    """
+    results = []
+    for video in tqdm(videos, desc="predicting", unit="video", disable=None if progress is None else not progress):
+        video_id, big, small, labels, fps = video
+        video_id = str(video_id)
+        try:
+            outputs, n_pad = predict_frames(model, variables, big, small, batch_clips)
+        except UserError as e:
+            raise UserError(f"video {video_id}: {e}") from None
+        t = int(big.shape[0])
+        entry: dict[str, Any] = {"video_id": video_id, "fps": float(fps), "num_frames": t, "n_padded_frames": n_pad}
+        for task, y in outputs.items():
+            entry[PRED_KEYS[task]] = y
+            label = _label(labels or {}, task, t, video_id)
+            if label is not None:
+                entry[LABEL_KEYS[task]] = label
+        results.append(entry)
+    if not results:
+        raise UserError("no videos to evaluate")
+    return results
+
+
+def evaluate_split(model: BigSmall, variables, data_source, batch_clips: int = 16,
+                   window_s: float | None = None, progress: bool | None = None) -> tuple[dict, list[dict]]:
+    """Predicts every video of a prepared split and scores it with `metrics.evaluate_videos`.
+
+    Args:
+      model, variables: the model to evaluate (variables unreplicated).
+      data_source: a split's records (``tfds_builders.data_source(builder, "test")``).
+      batch_clips: clips per forward pass.
+      window_s: None: one rate per video (the paper); else rates over windows of this many seconds.
+      progress: tqdm bar over videos (None: only on a terminal).
+
+    Returns:
+      (metrics, predictions): the JSON-serialisable dict of `metrics.evaluate_videos` (``hr_mae``,
+      ``rr_mae``, ``au_f1_mean``, ..., ``per_video``) and the per-video prediction dicts of
+      `predict_videos` (numpy arrays, e.g. for plots).
+    """
+    from bigsmall_jax.datasets.input_pipeline import iter_videos
+    from bigsmall_jax.evaluation import metrics
+
+    predictions = predict_videos(model, variables, iter_videos(data_source), batch_clips, progress)
+    return metrics.evaluate_videos(predictions, window_s=window_s), predictions
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Prepared datasets.
+
+
+def _version_key(name: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(p) for p in name.split("."))
+    except ValueError:
+        return (-1,)
+
+
+def find_prepared(dataset: str, data_dir: str | os.PathLike, config: str | None = None) -> Path:
+    """The directory of a prepared dataset: ``<data_dir>/bigsmall_<name>/<config>/<version>``.
+
+    Args:
+      dataset: short or TFDS name ("synthetic", "bigsmall_bp4d_plus", ...).
+      data_dir: the TFDS data directory it was prepared into.
+      config: the config's directory name (e.g. "fold1", or "default-1a2b3c4d" for one built with
+        overrides); None: the only config prepared there.
+
+    Raises:
+      UserError: unknown dataset, nothing prepared, or several configs and none chosen.
+    """
+    from bigsmall_jax.datasets import tfds_builders
+
+    name = tfds_builders.builder_class(dataset).name
+    root = Path(data_dir).expanduser() / name
+    hint = f"prepare it with `python -m bigsmall_jax.prepare --dataset {dataset} --data-dir {data_dir}`"
+
+    def prepared(config_dir: Path) -> list[Path]:
+        return sorted((v for v in config_dir.iterdir() if (v / "dataset_info.json").is_file()),
+                      key=lambda v: _version_key(v.name))
+
+    if not root.is_dir():
+        raise file_error(root, f"no prepared {name} dataset; {hint}")
+    configs = sorted(d.name for d in root.iterdir() if d.is_dir() and prepared(d))
+    if config is None:
+        if len(configs) != 1:
+            raise file_error(root, f"{'no prepared configs' if not configs else 'several prepared configs'}; "
+                                   f"choose one with --config ({', '.join(configs) or hint})")
+        config = configs[0]
+    if config not in configs:
+        raise file_error(root / config, f"config not prepared; prepared: {', '.join(configs) or 'none'}")
+    return prepared(root / config)[-1]
+
+
+def load_split(dataset: str, data_dir: str | os.PathLike, split: str = "test", config: str | None = None):
+    """(builder, data source) of one split of a prepared dataset (read-only; nothing is built)."""
+    import tensorflow_datasets as tfds
+
+    from bigsmall_jax.datasets import tfds_builders
+
+    path = find_prepared(dataset, data_dir, config)
+    try:
+        builder = tfds.builder_from_directory(os.fspath(path))
+    except Exception as e:  # noqa: BLE001 - TFDS raises many types for unreadable metadata
+        raise file_error(path, f"cannot read the prepared dataset ({type(e).__name__}: {e})") from None
+    return builder, tfds_builders.data_source(builder, split)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Report: table and plots.
+
+
+def _num(x, digits: int = 2) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.{digits}f}"
+
+
+def _pm(results: Mapping, key: str, digits: int = 2) -> str:
+    value, se = results.get(key), results.get(f"{key}_se")
+    return _num(value, digits) if se is None else f"{_num(value, digits)} ± {_num(se, digits)}"
+
+
+def format_table(results: Mapping) -> str:
+    """The metrics of `metrics.evaluate_videos` as a plain-text table (rates, then AUs)."""
+    lines = []
+    rate_rows = [(kind, unit) for kind, unit in (("hr", "bpm"), ("rr", "breaths/min"))
+                 if results.get(f"{kind}_n")]
+    if rate_rows:
+        header = f"{'':4} {'n':>4} {'MAE':>14} {'RMSE':>14} {'MAPE %':>14} {'Pearson r':>14} {'SNR dB':>14}  units"
+        lines += [header, "-" * len(header)]
+        for kind, unit in rate_rows:
+            cells = [_pm(results, f"{kind}_{m}", 3 if m == "pearson" else 2)
+                     for m in ("mae", "rmse", "mape", "pearson", "snr")]
+            lines.append(f"{kind.upper():4} {results[f'{kind}_n']:>4} " + " ".join(f"{c:>14}" for c in cells)
+                         + f"  {unit}")
+    if results.get("au_f1"):
+        if lines:
+            lines.append("")
+        header = f"{'AU':6} {'F1':>7} {'prec.':>7} {'recall':>7} {'acc.':>7} {'support':>8}"
+        lines += [header, "-" * len(header)]
+        support = results.get("au_support", {})
+        for au in results["au_f1"]:
+            cells = [_num(results[f"au_{m}"][au], 3) for m in ("f1", "precision", "recall", "accuracy")]
+            lines.append(f"{au:6} " + " ".join(f"{c:>7}" for c in cells) + f" {support.get(au, ''):>8}")
+        lines.append("-" * len(header))
+        means = [_num(results.get(f"au_{m}_mean"), 3) for m in ("f1", "precision", "recall", "accuracy")]
+        lines.append(f"{'mean':6} " + " ".join(f"{c:>7}" for c in means))
+    if not lines:
+        return "nothing to score: the split has no labels for the model's outputs"
+    lines.insert(0, f"{results.get('num_videos', '?')} videos"
+                    + (f", {results['window_s']} s windows" if results.get("window_s") else ""))
+    return "\n".join(lines)
+
+
+def plot_au_f1(results: Mapping, path_png) -> Path:
+    """Bar chart of per-AU F1 (with precision and recall as markers) and the mean F1 as a line."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from bigsmall_jax.evaluation.plots import save_png
+
+    names = list(results["au_f1"])
+    f1 = np.array([np.nan if results["au_f1"][a] is None else results["au_f1"][a] for a in names], float)
+    fig = Figure(figsize=(max(5.0, 0.55 * len(names) + 1.5), 3.6), dpi=120, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    x = np.arange(len(names))
+    ax.bar(x, np.nan_to_num(f1), color="tab:blue", alpha=0.8, label="F1")
+    for key, marker in (("au_precision", "v"), ("au_recall", "^")):
+        v = [np.nan if results[key][a] is None else results[key][a] for a in names]
+        ax.plot(x, v, ls="none", marker=marker, color="k", ms=5, label=key.removeprefix("au_"))
+    mean = results.get("au_f1_mean")
+    if mean is not None:
+        ax.axhline(mean, color="tab:red", ls="--", lw=1, label=f"mean F1 {mean:.3f}")
+    ax.set_xticks(x, names, rotation=45)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("score")
+    ax.set_title("AU detection per action unit")
+    ax.legend(fontsize="small", ncols=2, loc="upper right")
+    ax.grid(axis="y", alpha=0.3)
+    return save_png(fig, path_png)
+
+
+def _rate_pairs(per_video: Sequence[Mapping], kind: str) -> tuple[np.ndarray, np.ndarray]:
+    pred, label = [], []
+    for v in per_video:
+        p, y = v.get(f"{kind}_pred"), v.get(f"{kind}_label")
+        if p is None or y is None:
+            continue
+        pred.extend(np.atleast_1d(np.asarray(p, dtype=float)))
+        label.extend(np.atleast_1d(np.asarray(y, dtype=float)))
+    return np.asarray(pred, float), np.asarray(label, float)
+
+
+def save_plots(results: Mapping, predictions: Sequence[Mapping], out_dir: Path, stem: str) -> list[Path]:
+    """Writes the evaluation plots into `out_dir` as ``<stem>_<plot>.png``; returns the paths written.
+
+    Bland-Altman of HR and RR (when some video has both rates), per-AU F1 (when AUs are scored), and the
+    waves and AU activations of the first video (when it has the predictions).
+    """
+    from bigsmall_jax.evaluation import plots
+
+    written = []
+    for kind, unit, title in (("hr", "bpm", "Heart rate"), ("rr", "breaths/min", "Respiration rate")):
+        p, y = _rate_pairs(results.get("per_video", []), kind)
+        ok = np.isfinite(p) & np.isfinite(y)
+        if np.any(ok):
+            written.append(plots.bland_altman(p[ok], y[ok], out_dir / f"{stem}_{kind}_bland_altman.png",
+                                              title=f"{title}: Bland-Altman (n = {int(ok.sum())})", units=unit))
+    if results.get("au_f1"):
+        written.append(plot_au_f1(results, out_dir / f"{stem}_au_f1.png"))
+    if predictions:
+        first = predictions[0]
+        vid, fps = first["video_id"], first["fps"]
+        for kind, prefix in (("hr", "bvp"), ("rr", "resp")):
+            if f"{prefix}_pred" in first:
+                try:
+                    written.append(plots.plot_waves(first[f"{prefix}_pred"], first.get(f"{prefix}_label"), fps,
+                                                    out_dir / f"{stem}_waves_{kind}.png", kind=kind,
+                                                    title=f"{vid}: {'pulse' if kind == 'hr' else 'respiration'}"))
+                except UserError as e:  # e.g. a video too short for the band-pass
+                    log.warning("no %s wave plot for video %s: %s", kind, vid, e)
+        if "au_logits" in first:
+            written.append(plots.plot_au_activations(first["au_logits"], first.get("au_label"),
+                                                     out_dir / f"{stem}_au_activations.png", fs=fps,
+                                                     title=f"{vid}: AU activations"))
+    return written
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Command line.
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bigsmall_jax.evaluate", description=__doc__.split("\n\n")[0],
+                                epilog=__doc__.split("\n\n", 1)[1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", required=True,
+                   help="model checkpoint directory, training workdir, or PyTorch .pth")
+    p.add_argument("--dataset", required=True, help="prepared dataset: synthetic, bp4d_plus, ubfc_rppg, pure, ...")
+    p.add_argument("--data-dir", required=True, help="TFDS data directory the dataset was prepared into")
+    p.add_argument("--config", default=None, help="dataset config (default: the only one prepared)")
+    p.add_argument("--split", default="test", help="split to evaluate (default: test)")
+    p.add_argument("--output", required=True, help="metrics JSON to write; plots go beside it")
+    p.add_argument("--window-s", type=float, default=None,
+                   help="rates over windows of this many seconds (default: one per video, as the paper)")
+    p.add_argument("--batch-clips", type=int, default=16, help="clips per forward pass (default: 16)")
+    p.add_argument("--no-plots", action="store_true", help="write the JSON only")
+    return p.parse_args(argv)
+
+
+def _check_output(path: Path) -> None:
+    if path.suffix.lower() != ".json":
+        raise file_error(path, "the output must be a .json file")
+    if path.is_dir():
+        raise file_error(path, "is a directory; give a .json file")
+    if not path.parent.is_dir():
+        raise file_error(path, "the folder to write into does not exist")
+
+
+def commit_outputs(tmp_dir: Path, out_dir: Path) -> None:
+    """Moves every file of `tmp_dir` into `out_dir` (same file system: atomic renames), JSON last."""
+    files = sorted(tmp_dir.iterdir(), key=lambda p: p.suffix == ".json")
+    for f in files:
+        os.replace(f, out_dir / f.name)
+
+
+@cli_main
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    output = Path(args.output)
+    _check_output(output)
+    if args.window_s is not None and not args.window_s > 0:
+        raise UserError(f"--window-s must be positive, got {args.window_s}")
+    if args.batch_clips < 1:
+        raise UserError(f"--batch-clips must be >= 1, got {args.batch_clips}")
+    from bigsmall_jax.checkpoints.model_dir import load_checkpoint
+
+    model, variables = load_checkpoint(args.checkpoint)
+    builder, source = load_split(args.dataset, args.data_dir, args.split, args.config)
+    log.info("evaluating %s on %s/%s split %s (%d clips)", args.checkpoint, builder.name,
+             builder.builder_config.name if builder.builder_config else "?", args.split, len(source))
+    results, predictions = evaluate_split(model, variables, source, args.batch_clips, args.window_s, progress=None)
+    results = {
+        **results,
+        "checkpoint": os.fspath(args.checkpoint),
+        "dataset": builder.name,
+        "config": builder.builder_config.name if builder.builder_config else None,
+        "split": args.split,
+        "model": model.config.to_dict(),
+    }
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{output.stem}.", dir=output.parent))
+    try:
+        plot_paths = [] if args.no_plots else save_plots(results, predictions, tmp_dir, output.stem)
+        results["plots"] = [p.name for p in plot_paths]
+        (tmp_dir / output.name).write_text(json.dumps(results, indent=2, allow_nan=False) + "\n")
+        commit_outputs(tmp_dir, output.parent)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    print(format_table(results))
+    log.info("wrote %s%s", output, f" and {len(plot_paths)} plots beside it" if plot_paths else "")
+
+
+__all__ = [
+    "evaluate_split", "find_prepared", "format_table", "load_split", "main", "pad_to_segments", "plot_au_f1",
+    "predict_frames", "predict_videos", "save_plots",
+]
+
+if __name__ == "__main__":
+    main()

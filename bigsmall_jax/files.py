@@ -1,0 +1,132 @@
+"""Writing files so that a reader never sees a partial one: the project's one home for file output.
+
+Every writer here writes to a temporary name in the target's own directory and renames it over the
+target only once complete (``os.replace``: atomic on POSIX). A failure, or an interrupt, leaves the
+target as it was and no temporary file behind. New files get the ordinary permissions (0o666 minus
+the umask), not the 0o600 of `tempfile.mkstemp`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bigsmall_jax.errors import file_error
+
+
+def _temporary_sibling(path: Path, suffix: str = ".tmp") -> Path:
+    """A name beside `path` that no other writer (process or thread) uses: ``.NAME.PID.RANDOM.tmp``."""
+    return path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{suffix}"
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
+    """Yields a temporary path beside `path` to write to; renamed onto `path` when the block ends cleanly.
+
+    The temporary file is created empty with ordinary permissions before it is yielded, so writers that
+    open it by name (ffmpeg, matplotlib) keep them. `suffix` lets writers that pick a format from the
+    extension (``.mp4``) see the right one.
+
+    Raises:
+      UserError: the target's directory does not exist.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise file_error(path, "the directory to write into does not exist")
+    tmp = _temporary_sibling(path, suffix)
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # 0o666 honours the umask
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Writes `data` to `path` atomically; returns the path."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Writes `text` (UTF-8, newlines as given) to `path` atomically; returns the path."""
+    with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8", newline="") as f:
+        f.write(text)
+    return Path(path)
+
+
+def json_default(x: Any) -> Any:
+    """``json.dumps``' ``default`` for the NumPy scalars and arrays that configs, metadata and results hold."""
+    if isinstance(x, np.generic | np.ndarray):
+        return x.tolist()
+    raise TypeError(f"{type(x).__name__} is not JSON serialisable")
+
+
+def to_json(obj: Any, sort_keys: bool = True, allow_nan: bool = True) -> str:
+    """Indented JSON text (NumPy values allowed), ending in a newline; ``allow_nan=False``: strict JSON."""
+    return json.dumps(obj, indent=2, sort_keys=sort_keys, allow_nan=allow_nan, default=json_default) + "\n"
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any, sort_keys: bool = True, allow_nan: bool = True) -> Path:
+    """Writes `obj` as indented JSON (`to_json`) to `path` atomically; returns the path."""
+    return write_text_atomic(path, to_json(obj, sort_keys=sort_keys, allow_nan=allow_nan))
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """Yields an empty temporary directory beside `path`; it becomes `path` when the block ends cleanly.
+
+    With `overwrite`, an existing `path` is replaced (removed only once the new one is complete);
+    without, an existing `path` is an error. On failure the temporary directory is removed.
+
+    Raises:
+      UserError: `path` exists and `overwrite` is False.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise file_error(path, "already exists (pass overwrite to replace it)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temporary_sibling(path, "")
+    tmp.mkdir()
+    try:
+        yield tmp
+        if path.exists():
+            old = _temporary_sibling(path, ".old")
+            path.rename(old)
+            tmp.rename(path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def staged_outputs(out_dir: str | os.PathLike) -> Iterator[Path]:
+    """Yields a temporary folder inside `out_dir` for a command's several output files.
+
+    When the block ends cleanly every file written there is renamed into `out_dir` (same file system:
+    each rename atomic), JSON files last, so a reader that finds the JSON finds its plots too. On
+    failure nothing reaches `out_dir`.
+    """
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        raise file_error(out_dir, "the folder to write into does not exist")
+    tmp = _temporary_sibling(out_dir / "outputs", "")
+    tmp.mkdir()
+    try:
+        yield tmp
+        for f in sorted(tmp.iterdir(), key=lambda p: p.suffix == ".json"):
+            os.replace(f, out_dir / f.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

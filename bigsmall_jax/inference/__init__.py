@@ -1,0 +1,1 @@
+"""Running a model on a video: face crop, preprocessing, the forward pass, rates and the report."""

@@ -1,0 +1,1 @@
+"""The synthetic physiological video generator: waveforms, appearance, scene, rendering and export."""

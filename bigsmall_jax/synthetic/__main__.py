@@ -1,0 +1,6 @@
+"""``python -m bigsmall_jax.synthetic``."""
+
+from bigsmall_jax.synthetic.generator import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Training: configs and overrides, losses, the optimizer, the pmapped step, checkpoints and the loop."""
