@@ -475,6 +475,8 @@ NAMED_VARIANTS: dict[str, dict[str, Any]] = {
     "small_bvp": {"variant": "small", "n_au": 0, "resp": False, "shift": "none"},
     "small_resp": {"variant": "small", "n_au": 0, "bvp": False, "shift": "none"},
 }
+# The paper's single-task baselines, which together do what one BigSmall does.
+SINGLE_TASK_VARIANTS: tuple[str, ...] = ("big_au", "small_bvp", "small_resp")
 
 
 def named_config(name: str, **overrides) -> ModelConfig:

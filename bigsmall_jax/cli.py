@@ -1,0 +1,48 @@
+"""What the command-line entry points share: literal parsing of ``key=value`` items and output-file checks."""
+
+from __future__ import annotations
+
+import ast
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bigsmall_jax.errors import UserError, file_error
+
+
+def parse_literal(text: str) -> Any:
+    """A Python literal (``3``, ``1e-3``, ``(4, 8)``, ``True``, ``'x'``), else the text itself (``every``)."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def split_key_value(item: str, what: str = "override") -> tuple[str, Any]:
+    """``"a.b=3"`` -> ``("a.b", 3)`` (the value by `parse_literal`); `UserError` when there is no ``=``."""
+    key, sep, text = item.partition("=")
+    if not sep or not key.strip():
+        raise UserError(f"{what} {item!r} is not of the form key=value")
+    return key.strip(), parse_literal(text)
+
+
+def parse_key_values(items: Sequence[str], what: str = "override") -> dict[str, Any]:
+    """``["a=1", "b=x"]`` -> ``{"a": 1, "b": "x"}`` (`split_key_value`; a later key wins)."""
+    return dict(split_key_value(item, what) for item in items)
+
+
+def check_output_file(path: str | os.PathLike, suffix: str, flag: str) -> Path:
+    """Checks that `path` can be a new or replaced `suffix` file (``.json``, ``.png``); returns it as a Path.
+
+    Raises:
+      UserError: a wrong extension, a directory, or a folder that does not exist.
+    """
+    path = Path(path)
+    if path.suffix.lower() != suffix:
+        raise file_error(path, f"{flag} must be a {suffix} file")
+    if path.is_dir():
+        raise file_error(path, f"{flag} is a directory")
+    if not path.parent.is_dir():
+        raise file_error(path, f"the folder to write {flag} into does not exist")
+    return path
