@@ -16,8 +16,10 @@ Modules, in the order a video is made:
 - `aus`: one drawing function per action unit.
 - `render`: `render_frames` warps, composites, lights, adds noise, rounds (and optionally JPEG-compresses).
 - `recordings`: `generate_recording`, `iter_recordings`, `subject_splits`.
-- `export` and `plots`: mp4 + CSV files, dataset folders, contact sheet and label plot; `cli`: the
-  command line ``python -m bigsmall_jax.synthetic --out DIR``.
+- `export`: a recording's mp4 + CSV files; `plots`: contact sheet and label plot.
+- `dataset`: `write_dataset` writes a whole dataset folder; `cli`: the command line
+  ``python -m bigsmall_jax.synthetic --out DIR`` (both import matplotlib, so this package does not
+  import them).
 
 Learnability: the AU cues are deliberately exaggerated (brows move 4-7 px, wrinkles 2-3 px wide at
 160 px; `SyntheticConfig.au_strength` scales them), because the default CPU run sees only ~8,000 Big
@@ -39,7 +41,7 @@ from bigsmall_jax.synthetic.config import (
     recording_name,
     subject_id,
 )
-from bigsmall_jax.synthetic.export import CSV_COLUMNS, label_table, write_dataset, write_files
+from bigsmall_jax.synthetic.export import CSV_COLUMNS, label_table, write_files
 from bigsmall_jax.synthetic.recordings import (
     Signals,
     frame_weights,
@@ -55,5 +57,5 @@ __all__ = [
     "AU_REGIONS", "CSV_COLUMNS", "N_DELTAS", "N_FLOWS", "REFERENCE_SIZE", "RPPG_RGB", "Scene", "Signals",
     "SubjectParams", "SyntheticConfig", "VideoParams", "build_scene", "frame_weights", "gaussian_noise",
     "generate_recording", "iter_recordings", "label_table", "recording_name", "render_frames", "subject_id",
-    "subject_params", "subject_splits", "video_params", "video_signals", "write_dataset", "write_files",
+    "subject_params", "subject_splits", "video_params", "video_signals", "write_files",
 ]

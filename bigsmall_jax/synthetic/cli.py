@@ -1,4 +1,4 @@
-"""``python -m bigsmall_jax.synthetic --out DIR``: writes a synthetic dataset folder (`export.write_dataset`)."""
+"""``python -m bigsmall_jax.synthetic --out DIR``: writes a synthetic dataset folder (`dataset.write_dataset`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from bigsmall_jax.errors import UserError, cli_main
 from bigsmall_jax.synthetic.config import SyntheticConfig
-from bigsmall_jax.synthetic.export import write_dataset
+from bigsmall_jax.synthetic.dataset import write_dataset
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:

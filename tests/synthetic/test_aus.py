@@ -8,6 +8,7 @@ import numpy as np
 
 from bigsmall_jax import synthetic as sy
 from bigsmall_jax.datasets.recording import AU_NAMES
+from bigsmall_jax.synthetic import aus
 
 # Small, fast settings: 96-pixel frames.
 TINY = sy.SyntheticConfig(n_subjects=4, videos_per_subject=2, duration_s=2.0, frame_size=96)
@@ -55,3 +56,7 @@ def test_au_strength_scales_the_au_changes():
     np.testing.assert_allclose(half.flows[:n], 0.5 * full.flows[:n], atol=1e-5)
     np.testing.assert_array_equal(none.deltas[n:], full.deltas[n:])  # pulse and blink untouched
     np.testing.assert_array_equal(none.base, full.base)
+
+
+def test_every_au_has_one_drawer_in_label_order():
+    assert list(aus.AU_DRAWERS) == list(AU_NAMES) == list(sy.AU_REGIONS)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import csv
+import os
+import subprocess
+import sys
 
 import imageio
 import pytest
@@ -33,3 +36,14 @@ def test_cli_bad_setting_is_one_line_error(tmp_path, capsys):
         main(["--out", str(tmp_path / "y"), "--n-subjects", "0"])
     assert e.value.code == 2
     assert not (tmp_path / "y").exists()
+
+
+def test_module_entry_point_and_light_package_import(tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    out = subprocess.run([sys.executable, "-m", "bigsmall_jax.synthetic", "--help"], capture_output=True,
+                         text=True, env=env, timeout=120)
+    assert out.returncode == 0 and "--frame-size" in out.stdout and "--set" in out.stdout
+    # The package (used by dataset workers) does not pull in matplotlib; only the folder writer does.
+    code = "import sys; from bigsmall_jax import synthetic; print('matplotlib' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr
