@@ -18,15 +18,16 @@ CSV_COLUMNS = ("frame", "time_s", "bvp", "resp", "hr_bpm", "rr_bpm", *AU_NAMES)
 FACE_BOX_COLUMNS = ("face_x", "face_y", "face_w", "face_h")
 
 
+def _column(x: np.ndarray | None, t: int) -> np.ndarray:
+    """(T,) float64 labels, all NaN (written as ``nan``) when the recording has none."""
+    return np.full(t, np.nan) if x is None else np.asarray(x, np.float64)
+
+
 def label_table(rec: Recording) -> list[list]:
     """The rows of a recording's label CSV (without the header `CSV_COLUMNS` + face box columns)."""
     t = rec.num_frames
     box = rec.face_box if rec.face_box is not None else ("", "", "", "")
-
-    def col(x):
-        return np.full(t, np.nan) if x is None else np.asarray(x, np.float64)
-
-    bvp, resp, hr, rr = col(rec.bvp), col(rec.resp), col(rec.hr_bpm), col(rec.rr_bpm)
+    bvp, resp, hr, rr = (_column(x, t) for x in (rec.bvp, rec.resp, rec.hr_bpm, rec.rr_bpm))
     au = np.full((t, len(AU_NAMES)), np.nan) if rec.au is None else np.asarray(rec.au)
     rows = []
     for i in range(t):

@@ -16,6 +16,7 @@ from bigsmall_jax.synthetic.scene import Scene
 
 
 def _jpeg(frame: np.ndarray, quality: int) -> np.ndarray:
+    """(S, S, 3) uint8 RGB frame after JPEG encoding at `quality` (1..100) and decoding."""
     ok, buf = cv2.imencode(".jpg", frame[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
         raise RuntimeError("JPEG encoding failed")
