@@ -13,12 +13,12 @@ import textwrap
 import numpy as np
 import pytest
 
+from bigsmall_jax import synthetic
 from bigsmall_jax.datasets import prepare
 from bigsmall_jax.datasets import tfds_builders as tb
 from bigsmall_jax.datasets.preprocess import chunk_video, preprocess_recording
 from bigsmall_jax.datasets.recording import AU_NAMES
 from bigsmall_jax.errors import UserError
-from bigsmall_jax.synthetic import generator as synthetic
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Even smaller than the shared fixture, for the tests that build their own dataset.

@@ -382,7 +382,7 @@ def check_source_dir(name: str, root) -> None:
 
 
 def _synthetic_config(settings: dict[str, Any]):
-    from bigsmall_jax.synthetic import generator as synthetic
+    from bigsmall_jax import synthetic
 
     try:
         return synthetic.SyntheticConfig(**settings)
@@ -403,20 +403,20 @@ class BigsmallSynthetic(BigSmallBuilder):
     needs_source = False
 
     def _split_subjects(self, root):
-        from bigsmall_jax.synthetic import generator as synthetic
+        from bigsmall_jax import synthetic
 
         splits = synthetic.subject_splits(_synthetic_config(self.builder_config.synthetic))
         return {name: [str(s) for s in splits[name]] for name in SPLITS if name in splits}
 
     def _iter_recordings(self, root, subjects):
-        from bigsmall_jax.synthetic import generator as synthetic
+        from bigsmall_jax import synthetic
 
         cfg = _synthetic_config(self.builder_config.synthetic)
         count = len(set(subjects)) * cfg.videos_per_subject
         return count, synthetic.iter_recordings(cfg, subjects=list(subjects))
 
     def _preprocessed_videos(self, root, split, subjects):
-        from bigsmall_jax.synthetic import generator as synthetic
+        from bigsmall_jax import synthetic
 
         cfg = _synthetic_config(self.builder_config.synthetic)
         wanted = set(subjects)
@@ -435,8 +435,8 @@ class BigsmallSynthetic(BigSmallBuilder):
 
 def _synthetic_video(task):
     """Worker: generate and preprocess one synthetic video."""
+    from bigsmall_jax import synthetic
     from bigsmall_jax.datasets.preprocess import preprocess_recording
-    from bigsmall_jax.synthetic import generator as synthetic
 
     settings, subject_index, video_index, pp_config = task
     rec = synthetic.generate_recording(subject_index, video_index, _synthetic_config(settings))
@@ -595,7 +595,7 @@ def make_config(dataset: str, config: str | None = None, **overrides) -> BigSmal
     fields, synth = {}, dict(base.synthetic)
     synth_fields: tuple[str, ...] = ()
     if cls is BigsmallSynthetic:
-        from bigsmall_jax.synthetic import generator as synthetic
+        from bigsmall_jax import synthetic
 
         synth_fields = tuple(f.name for f in dataclasses.fields(synthetic.SyntheticConfig))
     for key, value in overrides.items():

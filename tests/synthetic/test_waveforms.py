@@ -1,0 +1,55 @@
+"""Waveforms: PPG and respiration shapes, AU episodes and rates, blinks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bigsmall_jax.datasets.recording import AU_NAMES
+from bigsmall_jax.synthetic import waveforms as wf
+
+
+def test_ppg_shape_has_systolic_peak_and_dicrotic_notch():
+    phase = np.linspace(0.0, 1.0, 1000, endpoint=False)
+    beat = wf.ppg_shape(phase)
+    peak = np.argmax(beat)
+    assert 0.2 < phase[peak] < 0.3
+    # After the peak: a local minimum (notch) followed by a smaller local maximum (diastolic peak).
+    d = np.diff(beat[peak:])
+    turns = np.flatnonzero(np.diff(np.sign(d)) != 0)
+    assert len(turns) >= 2
+    notch, second = peak + turns[0] + 1, peak + turns[1] + 1
+    assert beat[notch] < beat[second] < beat[peak]
+    resp = wf.resp_shape(phase, inhale=0.4)
+    assert np.argmax(resp) == pytest.approx(400, abs=2) and resp.max() == pytest.approx(1.0)
+
+
+def test_au_base_rates_and_co_occurrence():
+    rng = np.random.default_rng(123)
+    labels = np.concatenate([wf.au_labels(wf.au_intensities(rng, 25 * 1200, 25.0)) for _ in range(4)])
+    assert set(np.unique(labels)) == {0.0, 1.0}
+    rates = labels.mean(0)
+    np.testing.assert_allclose(rates, wf.AU_BASE_RATES, atol=0.04)
+    assert np.all((rates > 0.08) & (rates < 0.55))
+    i = {n: k for k, n in enumerate(AU_NAMES)}
+
+    def p_given(a, b):  # P(a on | b on)
+        return labels[labels[:, i[b]] == 1, i[a]].mean()
+
+    for a, b in (("AU02", "AU01"), ("AU12", "AU06"), ("AU24", "AU23")):
+        assert p_given(a, b) > max(1.6 * rates[i[a]], 0.4), (a, b)
+    assert np.mean(labels[:, i["AU12"]] * labels[:, i["AU15"]]) < 0.01
+    # Episodes: label-on runs last about 1-4 s.
+    runs = []
+    for j in range(len(AU_NAMES)):
+        edges = np.diff(np.concatenate([[0], labels[: 25 * 1200, j], [0]]))
+        runs += list((np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)) / 25.0)
+    assert 1.5 < np.median(runs) < 3.5 and np.percentile(runs, 5) > 0.7
+
+
+def test_blink_closes_the_eyes_briefly():
+    track = wf.blink_track(np.random.default_rng(0), 25 * 120, 25.0, rate_hz=0.3)
+    closed = track > 0.5
+    starts = np.flatnonzero(np.diff(closed.astype(int)) == 1)
+    assert 15 < len(starts) < 60  # ~36 blinks in 2 min
+    assert closed.mean() < 0.05
