@@ -20,6 +20,7 @@ from bigsmall_jax.evaluation import signals
 from bigsmall_jax.evaluation.metrics import rate_errors
 from bigsmall_jax.figures import new_figure, save_png
 
+
 def _paired_rates(pred, label) -> tuple[np.ndarray, np.ndarray]:
     p = np.asarray(pred, dtype=np.float64).ravel()
     y = np.asarray(label, dtype=np.float64).ravel()
