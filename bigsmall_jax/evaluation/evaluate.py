@@ -76,6 +76,27 @@ def pad_to_segments(x: np.ndarray, n_segment: int) -> tuple[np.ndarray, int]:
     return x, n_pad
 
 
+def _check_frames(config: ModelConfig, big: np.ndarray, small: np.ndarray, batch_clips: int) -> None:
+    """Raises `UserError` for no frames, Big and Small of different lengths, frames of the wrong size for
+    the model (Big (T, B, B, 3), Small (T, S, S, 3)), or fewer than one clip per batch."""
+    t = int(big.shape[0])
+    if t == 0:
+        raise UserError("no frames to run the model on")
+    if small.shape[0] != t:
+        raise UserError(f"Big has {t} frames but Small has {small.shape[0]}")
+    for name, x, size in (("Big", big, config.big_size), ("Small", small, config.small_size)):
+        if tuple(x.shape[1:]) != (size, size, 3):
+            raise UserError(f"{name} frames are {tuple(x.shape[1:])}, but the model takes ({size}, {size}, 3)")
+    if int(batch_clips) < 1:
+        raise UserError(f"batch_clips must be >= 1, got {batch_clips}")
+
+
+def _zero_fill(x: np.ndarray, n: int) -> np.ndarray:
+    """A (m, ...) batch padded with zero frames to (n, ...) (unchanged when m == n)."""
+    fill = n - x.shape[0]
+    return np.concatenate([x, np.zeros((fill, *x.shape[1:]), x.dtype)]) if fill else x
+
+
 def predict_frames(
     model: BigSmall,
     variables,
@@ -111,16 +132,8 @@ def predict_frames(
       UserError: no frames, Big and Small of different lengths, or frames of the wrong size for the model.
     """
     config = model.config
+    _check_frames(config, big, small, batch_clips)
     t = int(big.shape[0])
-    if t == 0:
-        raise UserError("no frames to run the model on")
-    if small.shape[0] != t:
-        raise UserError(f"Big has {t} frames but Small has {small.shape[0]}")
-    for name, x, size in (("Big", big, config.big_size), ("Small", small, config.small_size)):
-        if tuple(x.shape[1:]) != (size, size, 3):
-            raise UserError(f"{name} frames are {tuple(x.shape[1:])}, but the model takes ({size}, {size}, 3)")
-    if int(batch_clips) < 1:
-        raise UserError(f"batch_clips must be >= 1, got {batch_clips}")
     n_seg = config.n_segment
     big, n_pad = pad_to_segments(big, n_seg)
     small, _ = pad_to_segments(small, n_seg)
@@ -131,12 +144,8 @@ def predict_frames(
     for start in tqdm(range(0, big.shape[0], per_batch), desc=desc, unit="batch", leave=False,
                       disable=None if progress is None else not progress):
         b = big[start : start + per_batch]
-        s = np.asarray(small[start : start + per_batch], np.float32)
-        b = np.asarray(big_transform(b) if big_transform is not None else b, np.float32)
-        fill = per_batch - b.shape[0]
-        if fill:
-            b = np.concatenate([b, np.zeros((fill, *b.shape[1:]), np.float32)])
-            s = np.concatenate([s, np.zeros((fill, *s.shape[1:]), np.float32)])
+        b = _zero_fill(np.asarray(big_transform(b) if big_transform is not None else b, np.float32), per_batch)
+        s = _zero_fill(np.asarray(small[start : start + per_batch], np.float32), per_batch)
         # Dispatch is asynchronous: the next batch is prepared on the host while this one runs.
         outputs.append(forward(variables, b, s))
     outputs = jax.device_get(outputs)

@@ -223,6 +223,38 @@ def _to_float(value) -> float:
 _SPLIT_PREFIXES = ("train_", "val_", "valid_", "eval_", "test_")
 
 
+def _loss_columns(records: Sequence[Mapping]) -> tuple[str | None, np.ndarray, dict[str, np.ndarray]]:
+    """The x axis and the numeric columns of logged rows.
+
+    Returns:
+      (x_key: the first of ``step``, ``epoch`` present, else None; (N,) x values, the row numbers without
+      an x key; {column: (N,) float64 values, NaN where missing}, columns with no number left out).
+    """
+    keys: list[str] = []
+    for r in records:
+        keys.extend(k for k in r if k not in keys)
+    x_key = next((k for k in ("step", "epoch") if k in keys), None)
+    x_all = (np.array([_to_float(r.get(x_key)) for r in records]) if x_key
+             else np.arange(len(records), dtype=np.float64))
+    columns = {}
+    for k in keys:
+        if k == x_key:
+            continue
+        v = np.array([_to_float(r.get(k)) for r in records])
+        if np.any(np.isfinite(v)):
+            columns[k] = v
+    return x_key, x_all, columns
+
+
+def _loss_panels(columns: Iterable[str]) -> dict[str, list[str]]:
+    """Columns grouped by their name without a split prefix (``train_loss``, ``val_loss`` -> ``loss``)."""
+    panels: dict[str, list[str]] = {}
+    for k in columns:
+        base = next((k[len(p):] for p in _SPLIT_PREFIXES if k.startswith(p)), k)
+        panels.setdefault(base, []).append(k)
+    return panels
+
+
 def plot_loss_curves(
     csv_or_records: str | os.PathLike | Iterable[Mapping], path_png, title: str = "Training"
 ) -> Path:
@@ -237,34 +269,17 @@ def plot_loss_curves(
       path_png: output PNG.
       title: figure title.
     """
-    source = None
     if isinstance(csv_or_records, str | os.PathLike):
-        source = Path(csv_or_records)
-        records = _read_loss_csv(source)
+        where: str | Path = Path(csv_or_records)
+        records = _read_loss_csv(where)
     else:
-        records = [dict(r) for r in csv_or_records]
-    where = source if source is not None else "loss records"
+        where, records = "loss records", [dict(r) for r in csv_or_records]
     if not records:
         raise UserError(f"{where}: no rows to plot")
-    keys: list[str] = []
-    for r in records:
-        keys.extend(k for k in r if k not in keys)
-    x_key = next((k for k in ("step", "epoch") if k in keys), None)
-    x_all = (np.array([_to_float(r.get(x_key)) for r in records]) if x_key
-             else np.arange(len(records), dtype=np.float64))
-    columns = {}
-    for k in keys:
-        if k == x_key:
-            continue
-        v = np.array([_to_float(r.get(k)) for r in records])
-        if np.any(np.isfinite(v)):
-            columns[k] = v
+    x_key, x_all, columns = _loss_columns(records)
     if not columns:
         raise UserError(f"{where}: no numeric column to plot")
-    panels: dict[str, list[str]] = {}
-    for k in columns:
-        base = next((k[len(p):] for p in _SPLIT_PREFIXES if k.startswith(p)), k)
-        panels.setdefault(base, []).append(k)
+    panels = _loss_panels(columns)
     ncols = min(3, len(panels))
     nrows = math.ceil(len(panels) / ncols)
     fig = new_figure(4.2 * ncols, 3.2 * nrows)
