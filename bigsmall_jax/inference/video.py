@@ -165,7 +165,7 @@ def infer_frames(model, variables, frames: np.ndarray, fps: float, face_crop: st
     """The whole pipeline on decoded frames: face crop, Big/Small preprocessing, the model, rates.
 
     Args:
-      model, variables: from `checkpoint.load_checkpoint`.
+      model, variables: from `checkpoints.model_dir.load_checkpoint`.
       frames: (T, H, W, 3) uint8 RGB, T >= the model's n_segment.
       fps: frame rate in Hz (> 0).
       face_crop: "first" (Haar cascade on frame 0, the box kept), "every" (detect every `crop_every`
