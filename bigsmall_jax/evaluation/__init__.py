@@ -1,2 +1,2 @@
-"""Evaluation: the paper's metrics, scoring a model on a split, result plots and the unsupervised rPPG
-baselines."""
+"""Evaluation: the rate protocol's signal processing, the paper's metrics, scoring a model on a split, result
+plots and the unsupervised rPPG baselines."""

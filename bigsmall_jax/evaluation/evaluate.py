@@ -1,17 +1,9 @@
-"""Evaluate a checkpoint on a split of a prepared dataset, the paper's way.
-
-Usage::
-
-    python -m bigsmall_jax.evaluate --checkpoint runs/bigsmall --dataset synthetic --data-dir DATA \\
-        [--config CONFIG] [--split test] [--window-s 30] --output results/test.json
+"""Evaluating a checkpoint on a split of a prepared dataset, the paper's way.
 
 Each video of the split is read back whole (`input_pipeline.iter_videos`), run through the jitted model in
 batches of whole clips (`predict_videos`) and scored by `metrics.evaluate_videos`: HR and RR (MAE, RMSE,
-MAPE, Pearson r, SNR, each with its standard error) and per-AU F1, precision, recall and accuracy. The
-command prints the table, writes the metrics as JSON and saves plots beside it: ``OUT_hr_bland_altman.png``,
-``OUT_rr_bland_altman.png``, ``OUT_au_f1.png`` and, for the first video, ``OUT_waves_hr.png``,
-``OUT_waves_rr.png`` and ``OUT_au_activations.png`` (each when the model and labels allow it). Nothing is
-left behind if it fails: everything is written to a temporary folder and moved into place at the end.
+MAPE, Pearson r, SNR, each with its standard error) and per-AU F1, precision, recall and accuracy.
+`write_results` writes the metrics as JSON with the plots beside it (``python -m bigsmall_jax.evaluate``).
 
 The library functions are what the trainer calls after training:
 
@@ -21,14 +13,10 @@ The library functions are what the trainer calls after training:
 
 from __future__ import annotations
 
-import argparse
 import functools
-import json
 import logging
 import math
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -37,8 +25,13 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from bigsmall_jax.errors import UserError, cli_main, file_error
-from bigsmall_jax.model.bigsmall import BigSmall, ModelConfig, build_model
+from bigsmall_jax.checkpoints.model_dir import load_checkpoint
+from bigsmall_jax.datasets.input_pipeline import iter_videos
+from bigsmall_jax.errors import UserError, file_error
+from bigsmall_jax.evaluation import metrics, plots
+from bigsmall_jax.figures import new_figure, save_png
+from bigsmall_jax.files import staged_outputs, to_json
+from bigsmall_jax.model import BigSmall, ModelConfig, build_model
 from bigsmall_jax.runtime import Forward
 
 log = logging.getLogger(__name__)
@@ -83,6 +76,27 @@ def pad_to_segments(x: np.ndarray, n_segment: int) -> tuple[np.ndarray, int]:
     return x, n_pad
 
 
+def _check_frames(config: ModelConfig, big: np.ndarray, small: np.ndarray, batch_clips: int) -> None:
+    """Raises `UserError` for no frames, Big and Small of different lengths, frames of the wrong size for
+    the model (Big (T, B, B, 3), Small (T, S, S, 3)), or fewer than one clip per batch."""
+    t = int(big.shape[0])
+    if t == 0:
+        raise UserError("no frames to run the model on")
+    if small.shape[0] != t:
+        raise UserError(f"Big has {t} frames but Small has {small.shape[0]}")
+    for name, x, size in (("Big", big, config.big_size), ("Small", small, config.small_size)):
+        if tuple(x.shape[1:]) != (size, size, 3):
+            raise UserError(f"{name} frames are {tuple(x.shape[1:])}, but the model takes ({size}, {size}, 3)")
+    if int(batch_clips) < 1:
+        raise UserError(f"batch_clips must be >= 1, got {batch_clips}")
+
+
+def _zero_fill(x: np.ndarray, n: int) -> np.ndarray:
+    """A (m, ...) batch padded with zero frames to (n, ...) (unchanged when m == n)."""
+    fill = n - x.shape[0]
+    return np.concatenate([x, np.zeros((fill, *x.shape[1:]), x.dtype)]) if fill else x
+
+
 def predict_frames(
     model: BigSmall,
     variables,
@@ -118,16 +132,8 @@ def predict_frames(
       UserError: no frames, Big and Small of different lengths, or frames of the wrong size for the model.
     """
     config = model.config
+    _check_frames(config, big, small, batch_clips)
     t = int(big.shape[0])
-    if t == 0:
-        raise UserError("no frames to run the model on")
-    if small.shape[0] != t:
-        raise UserError(f"Big has {t} frames but Small has {small.shape[0]}")
-    for name, x, size in (("Big", big, config.big_size), ("Small", small, config.small_size)):
-        if tuple(x.shape[1:]) != (size, size, 3):
-            raise UserError(f"{name} frames are {tuple(x.shape[1:])}, but the model takes ({size}, {size}, 3)")
-    if int(batch_clips) < 1:
-        raise UserError(f"batch_clips must be >= 1, got {batch_clips}")
     n_seg = config.n_segment
     big, n_pad = pad_to_segments(big, n_seg)
     small, _ = pad_to_segments(small, n_seg)
@@ -138,12 +144,8 @@ def predict_frames(
     for start in tqdm(range(0, big.shape[0], per_batch), desc=desc, unit="batch", leave=False,
                       disable=None if progress is None else not progress):
         b = big[start : start + per_batch]
-        s = np.asarray(small[start : start + per_batch], np.float32)
-        b = np.asarray(big_transform(b) if big_transform is not None else b, np.float32)
-        fill = per_batch - b.shape[0]
-        if fill:
-            b = np.concatenate([b, np.zeros((fill, *b.shape[1:]), np.float32)])
-            s = np.concatenate([s, np.zeros((fill, *s.shape[1:]), np.float32)])
+        b = _zero_fill(np.asarray(big_transform(b) if big_transform is not None else b, np.float32), per_batch)
+        s = _zero_fill(np.asarray(small[start : start + per_batch], np.float32), per_batch)
         # Dispatch is asynchronous: the next batch is prepared on the host while this one runs.
         outputs.append(forward(variables, b, s))
     outputs = jax.device_get(outputs)
@@ -224,9 +226,6 @@ def evaluate_split(model: BigSmall, variables, data_source, batch_clips: int = 1
       ``rr_mae``, ``au_f1_mean``, ..., ``per_video``) and the per-video prediction dicts of
       `predict_videos` (numpy arrays, e.g. for plots).
     """
-    from bigsmall_jax.datasets.input_pipeline import iter_videos
-    from bigsmall_jax.evaluation import metrics
-
     predictions = predict_videos(model, variables, iter_videos(data_source), batch_clips, progress)
     return metrics.evaluate_videos(predictions, window_s=window_s), predictions
 
@@ -337,16 +336,16 @@ def format_table(results: Mapping) -> str:
 
 
 def plot_au_f1(results: Mapping, path_png) -> Path:
-    """Bar chart of per-AU F1 (with precision and recall as markers) and the mean F1 as a line."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    """Bar chart of per-AU F1 (with precision and recall as markers) and the mean F1 as a line.
 
-    from bigsmall_jax.evaluation.plots import save_png
-
+    Args:
+      results: the metrics of `metrics.evaluate_videos` with ``au_f1``, ``au_precision``, ``au_recall``
+        (dicts by AU name, None where undefined) and ``au_f1_mean``.
+      path_png: output PNG.
+    """
     names = list(results["au_f1"])
     f1 = np.array([np.nan if results["au_f1"][a] is None else results["au_f1"][a] for a in names], float)
-    fig = Figure(figsize=(max(5.0, 0.55 * len(names) + 1.5), 3.6), dpi=120, layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = new_figure(max(5.0, 0.55 * len(names) + 1.5), 3.6)
     ax = fig.add_subplot()
     x = np.arange(len(names))
     ax.bar(x, np.nan_to_num(f1), color="tab:blue", alpha=0.8, label="F1")
@@ -382,8 +381,6 @@ def save_plots(results: Mapping, predictions: Sequence[Mapping], out_dir: Path, 
     Bland-Altman of HR and RR (when some video has both rates), per-AU F1 (when AUs are scored), and the
     waves and AU activations of the first video (when it has the predictions).
     """
-    from bigsmall_jax.evaluation import plots
-
     written = []
     for kind, unit, title in (("hr", "bpm", "Heart rate"), ("rr", "breaths/min", "Respiration rate")):
         p, y = _rate_pairs(results.get("per_video", []), kind)
@@ -412,83 +409,60 @@ def save_plots(results: Mapping, predictions: Sequence[Mapping], out_dir: Path, 
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Command line.
+# What ``python -m bigsmall_jax.evaluate`` runs.
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bigsmall_jax.evaluate", description=__doc__.split("\n\n")[0],
-                                epilog=__doc__.split("\n\n", 1)[1],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True,
-                   help="model checkpoint directory, training workdir, or PyTorch .pth")
-    p.add_argument("--dataset", required=True, help="prepared dataset: synthetic, bp4d_plus, ubfc_rppg, pure, ...")
-    p.add_argument("--data-dir", required=True, help="TFDS data directory the dataset was prepared into")
-    p.add_argument("--config", default=None, help="dataset config (default: the only one prepared)")
-    p.add_argument("--split", default="test", help="split to evaluate (default: test)")
-    p.add_argument("--output", required=True, help="metrics JSON to write; plots go beside it")
-    p.add_argument("--window-s", type=float, default=None,
-                   help="rates over windows of this many seconds (default: one per video, as the paper)")
-    p.add_argument("--batch-clips", type=int, default=16, help="clips per forward pass (default: 16)")
-    p.add_argument("--no-plots", action="store_true", help="write the JSON only")
-    return p.parse_args(argv)
+def evaluate_checkpoint(checkpoint: str | os.PathLike, dataset: str, data_dir: str | os.PathLike,
+                        split: str = "test", config: str | None = None, batch_clips: int = 16,
+                        window_s: float | None = None) -> tuple[dict, list[dict]]:
+    """Loads a checkpoint and scores it on one split of a prepared dataset (`evaluate_split`).
 
+    Args:
+      checkpoint: model checkpoint directory, training workdir, or PyTorch .pth.
+      dataset, data_dir, config: the prepared dataset (`find_prepared`).
+      split: the split to evaluate.
+      batch_clips: clips per forward pass.
+      window_s: None: one rate per video; else rates over windows of this many seconds.
 
-def _check_output(path: Path) -> None:
-    if path.suffix.lower() != ".json":
-        raise file_error(path, "the output must be a .json file")
-    if path.is_dir():
-        raise file_error(path, "is a directory; give a .json file")
-    if not path.parent.is_dir():
-        raise file_error(path, "the folder to write into does not exist")
-
-
-def commit_outputs(tmp_dir: Path, out_dir: Path) -> None:
-    """Moves every file of `tmp_dir` into `out_dir` (same file system: atomic renames), JSON last."""
-    files = sorted(tmp_dir.iterdir(), key=lambda p: p.suffix == ".json")
-    for f in files:
-        os.replace(f, out_dir / f.name)
-
-
-@cli_main
-def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_args(argv)
-    output = Path(args.output)
-    _check_output(output)
-    if args.window_s is not None and not args.window_s > 0:
-        raise UserError(f"--window-s must be positive, got {args.window_s}")
-    if args.batch_clips < 1:
-        raise UserError(f"--batch-clips must be >= 1, got {args.batch_clips}")
-    from bigsmall_jax.checkpoints.model_dir import load_checkpoint
-
-    model, variables = load_checkpoint(args.checkpoint)
-    builder, source = load_split(args.dataset, args.data_dir, args.split, args.config)
-    log.info("evaluating %s on %s/%s split %s (%d clips)", args.checkpoint, builder.name,
-             builder.builder_config.name if builder.builder_config else "?", args.split, len(source))
-    results, predictions = evaluate_split(model, variables, source, args.batch_clips, args.window_s, progress=None)
+    Returns:
+      (metrics, predictions): the metrics of `evaluate_split` with ``checkpoint``, ``dataset``, ``config``,
+      ``split`` and ``model`` (the model config as a dict) added, and the per-video predictions.
+    """
+    model, variables = load_checkpoint(checkpoint)
+    builder, source = load_split(dataset, data_dir, split, config)
+    config_name = builder.builder_config.name if builder.builder_config else None
+    log.info("evaluating %s on %s/%s split %s (%d clips)", checkpoint, builder.name, config_name or "?", split,
+             len(source))
+    results, predictions = evaluate_split(model, variables, source, batch_clips, window_s, progress=None)
     results = {
         **results,
-        "checkpoint": os.fspath(args.checkpoint),
+        "checkpoint": os.fspath(checkpoint),
         "dataset": builder.name,
-        "config": builder.builder_config.name if builder.builder_config else None,
-        "split": args.split,
+        "config": config_name,
+        "split": split,
         "model": model.config.to_dict(),
     }
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{output.stem}.", dir=output.parent))
-    try:
-        plot_paths = [] if args.no_plots else save_plots(results, predictions, tmp_dir, output.stem)
+    return results, predictions
+
+
+def write_results(results: dict, predictions: Sequence[Mapping], output: Path, with_plots: bool = True) -> list[Path]:
+    """Writes the metrics JSON (strict: NaN as null) to `output` and the plots (`save_plots`) beside it.
+
+    Everything is written into a temporary folder and moved into place at the end, the JSON last
+    (`bigsmall_jax.files.staged_outputs`): on failure nothing is left behind. Adds ``plots`` (the PNG
+    names) to `results`.
+
+    Returns:
+      The paths of the plots written.
+    """
+    with staged_outputs(output.parent) as tmp_dir:
+        plot_paths = save_plots(results, predictions, tmp_dir, output.stem) if with_plots else []
         results["plots"] = [p.name for p in plot_paths]
-        (tmp_dir / output.name).write_text(json.dumps(results, indent=2, allow_nan=False) + "\n")
-        commit_outputs(tmp_dir, output.parent)
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-    print(format_table(results))
-    log.info("wrote %s%s", output, f" and {len(plot_paths)} plots beside it" if plot_paths else "")
+        (tmp_dir / output.name).write_text(to_json(results, sort_keys=False, allow_nan=False))
+    return [output.parent / p.name for p in plot_paths]
 
 
 __all__ = [
-    "evaluate_split", "find_prepared", "format_table", "load_split", "main", "pad_to_segments", "plot_au_f1",
-    "predict_frames", "predict_videos", "save_plots",
+    "evaluate_checkpoint", "evaluate_split", "find_prepared", "format_table", "load_split", "pad_to_segments",
+    "plot_au_f1", "predict_frames", "predict_videos", "save_plots", "write_results",
 ]
-
-if __name__ == "__main__":
-    main()

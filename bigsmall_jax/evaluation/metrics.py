@@ -1,19 +1,10 @@
-"""Evaluation metrics of the BigSmall paper: heart rate, respiration rate and action units.
+"""Evaluation metrics of the BigSmall paper: rate errors, AU scores and whole test sets.
 
-Rates follow the paper's protocol (the rPPG-Toolbox recipe):
-
-1. a diff-normalized wave (what the model predicts, and the diff-normalized label) is integrated back
-   with a cumulative sum;
-2. smoothness-priors detrending (Tarvainen et al. 2002, lambda = 100);
-3. a Butterworth order-1 band-pass applied forwards and backwards (`scipy.signal.filtfilt`):
-   0.75-2.5 Hz for heart rate (HR), 0.13-0.5 Hz for respiration rate (RR);
-4. the rate: the peak of the periodogram inside the band (``method="fft"``) or the mean interval
-   between peaks (``method="peak"``), in beats or breaths per minute.
-
-Label rates are computed from the label waves with exactly the same procedure. Errors over a set of
-videos (or fixed windows) are the MAE, RMSE, MAPE and Pearson correlation of predicted against label
-rates, each with its standard error; the SNR of a predicted pulse is measured around the label's rate.
-AUs are scored frame by frame (sigmoid, threshold 0.5) with per-AU F1, precision, recall and accuracy.
+Rates come from waves by the paper's protocol (`bigsmall_jax.evaluation.signals`); label rates are
+computed from the label waves with exactly the same procedure. Errors over a set of videos (or fixed
+windows) are the MAE, RMSE, MAPE and Pearson correlation of predicted against label rates, each with
+its standard error, and the mean SNR of the predicted waves around the label's rate. AUs are scored
+frame by frame (sigmoid, threshold 0.5) with per-AU F1, precision, recall and accuracy.
 
 All waves are 1-D numpy arrays of shape (T,) sampled at ``fs`` Hz; all rates are per minute.
 """
@@ -25,256 +16,14 @@ import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-import scipy.linalg
-import scipy.signal
 import scipy.special
 from tqdm import tqdm
 
 from bigsmall_jax.datasets.recording import AU_NAMES
 from bigsmall_jax.errors import UserError
+from bigsmall_jax.evaluation.signals import as_wave, check_method, process_wave, rate_of_processed, snr_db, wave_to_rate
 
 logger = logging.getLogger(__name__)
-
-# Pass bands in Hz of the paper's protocol.
-BANDS: dict[str, tuple[float, float]] = {"hr": (0.75, 2.5), "rr": (0.13, 0.5)}
-DETREND_LAMBDA = 100.0
-FILTER_ORDER = 1
-# Half width of the SNR's signal windows around the label's first and second harmonics, per minute.
-SNR_DEVIATION_PER_MIN = 6.0
-
-
-# --------------------------------------------------------------------------------------------------
-# Signal processing
-# --------------------------------------------------------------------------------------------------
-
-
-def _as_wave(signal, name: str = "wave") -> np.ndarray:
-    """A (T,) float64 copy of ``signal``; a trailing singleton axis ((T, 1) model output) is dropped."""
-    x = np.asarray(signal, dtype=np.float64)
-    if x.ndim == 2 and x.shape[1] == 1:
-        x = x[:, 0]
-    if x.ndim != 1:
-        raise UserError(f"{name}: expected a 1-D wave of shape (T,), got shape {x.shape}")
-    if not np.all(np.isfinite(x)):
-        raise UserError(f"{name}: contains NaN or infinite values")
-    return x
-
-
-def band_for(kind: str) -> tuple[float, float]:
-    """The pass band (low_hz, high_hz) of ``kind`` (``"hr"`` or ``"rr"``)."""
-    if kind not in BANDS:
-        raise UserError(f"unknown rate kind {kind!r}; expected one of {sorted(BANDS)}")
-    return BANDS[kind]
-
-
-def next_power_of_2(n: int) -> int:
-    """The smallest power of two >= n (1 for n <= 1)."""
-    return 1 if n <= 1 else 1 << (int(n) - 1).bit_length()
-
-
-def min_wave_length(order: int = FILTER_ORDER) -> int:
-    """Fewest samples `bandpass` (filtfilt with its default padding) accepts for a filter of ``order``."""
-    return 3 * (2 * order + 1) + 1
-
-
-def detrend_dense(signal, lam: float = DETREND_LAMBDA) -> np.ndarray:
-    """Smoothness-priors detrending with a dense N x N inverse, as originally written (O(N^3) time).
-
-    Reference implementation for tests; use `detrend`.
-
-    Args:
-      signal: (N,) wave.
-      lam: smoothing parameter lambda (the system uses lambda^2).
-
-    Returns:
-      (N,) float64 ``x - inv(I + lam^2 D2^T D2) x`` with D2 the (N-2, N) second-difference matrix.
-    """
-    x = np.asarray(signal, dtype=np.float64)
-    n = x.shape[0]
-    d2 = np.diff(np.eye(n), n=2, axis=0)  # (N-2, N), rows [1, -2, 1]
-    eye = np.eye(n)
-    return (eye - np.linalg.inv(eye + lam**2 * d2.T @ d2)) @ x
-
-
-def detrend(signal, lam: float = DETREND_LAMBDA) -> np.ndarray:
-    """Smoothness-priors detrending (Tarvainen et al. 2002) in linear time.
-
-    Solves the symmetric positive-definite pentadiagonal system ``(I + lam^2 D2^T D2) z = x`` with a
-    banded Cholesky solver and returns ``x - z``: the same result as `detrend_dense` (to rounding),
-    in O(N) time and memory instead of O(N^3) and O(N^2).
-
-    Args:
-      signal: (N,) wave.
-      lam: smoothing parameter lambda; larger removes less (the trend is smoother).
-
-    Returns:
-      (N,) float64 detrended wave. Waves shorter than 3 samples have no second difference, so the
-      trend is the wave itself and the result is zeros.
-    """
-    x = np.asarray(signal, dtype=np.float64)
-    if x.ndim != 1:
-        raise ValueError(f"detrend expects a 1-D signal, got shape {x.shape}")
-    n = x.shape[0]
-    if n < 3:
-        return np.zeros_like(x)
-    lam2 = float(lam) ** 2
-    # Bands of D2^T D2, accumulated row by row of D2 ([1, -2, 1] at columns i, i+1, i+2).
-    diag = np.zeros(n)
-    diag[: n - 2] += 1.0
-    diag[1 : n - 1] += 4.0
-    diag[2:] += 1.0
-    off1 = np.zeros(n - 1)
-    off1[: n - 2] -= 2.0
-    off1[1:] -= 2.0
-    # Upper banded storage for solveh_banded: ab[u + i - j, j] = A[i, j], u = 2.
-    ab = np.zeros((3, n))
-    ab[2] = 1.0 + lam2 * diag
-    ab[1, 1:] = lam2 * off1
-    ab[0, 2:] = lam2  # the second off-diagonal of D2^T D2 is all ones
-    trend = scipy.linalg.solveh_banded(ab, x, lower=False, check_finite=False)
-    return x - trend
-
-
-def bandpass(signal, fs: float, low_hz: float, high_hz: float, order: int = FILTER_ORDER) -> np.ndarray:
-    """Zero-phase Butterworth band-pass: `scipy.signal.butter` + `scipy.signal.filtfilt`.
-
-    Args:
-      signal: (N,) wave with N >= `min_wave_length` (order).
-      fs: sampling rate in Hz.
-      low_hz, high_hz: pass band in Hz, 0 < low_hz < high_hz < fs / 2.
-      order: Butterworth order (the paper uses 1).
-
-    Returns:
-      (N,) float64 filtered wave.
-    """
-    x = np.asarray(signal, dtype=np.float64)
-    if not 0 < low_hz < high_hz < fs / 2:
-        raise UserError(f"band {low_hz}-{high_hz} Hz does not fit under the Nyquist frequency of fs={fs} Hz")
-    need = min_wave_length(order)
-    if x.shape[0] < need:
-        raise UserError(f"wave has {x.shape[0]} samples; band-pass filtering needs at least {need}")
-    b, a = scipy.signal.butter(order, [low_hz / (fs / 2), high_hz / (fs / 2)], btype="bandpass")
-    return scipy.signal.filtfilt(b, a, x)
-
-
-def periodogram(signal, fs: float) -> tuple[np.ndarray, np.ndarray]:
-    """`scipy.signal.periodogram` with nfft = next power of 2 of len and no detrending.
-
-    Returns:
-      freqs (nfft // 2 + 1,) in Hz and power spectral density (same shape).
-    """
-    x = np.asarray(signal, dtype=np.float64)
-    nfft = next_power_of_2(x.shape[0])
-    return scipy.signal.periodogram(x, fs=fs, nfft=nfft, detrend=False)
-
-
-def rate_fft(signal, fs: float, low_hz: float, high_hz: float) -> float:
-    """Rate per minute: 60 x the frequency of the periodogram's peak inside [low_hz, high_hz].
-
-    The resolution is one FFT bin, 60 * fs / nfft per minute, nfft = next power of 2 of len(signal).
-    """
-    freqs, pxx = periodogram(signal, fs)
-    in_band = (freqs >= low_hz) & (freqs <= high_hz)
-    if not np.any(in_band):
-        n = np.shape(signal)[0]
-        raise UserError(f"wave of {n} samples has no frequency bin in {low_hz}-{high_hz} Hz")
-    band_freqs = freqs[in_band]
-    return float(band_freqs[np.argmax(pxx[in_band])] * 60.0)
-
-
-def rate_peaks(signal, fs: float) -> float:
-    """Rate per minute: 60 / mean interval (s) between the peaks of `scipy.signal.find_peaks`.
-
-    Returns NaN when fewer than two peaks are found.
-    """
-    peaks, _ = scipy.signal.find_peaks(np.asarray(signal, dtype=np.float64))
-    if peaks.shape[0] < 2:
-        return float("nan")
-    return float(60.0 / (np.mean(np.diff(peaks)) / fs))
-
-
-def process_wave(wave, fs: float, kind: str = "hr", diff_normalized: bool = True) -> np.ndarray:
-    """The protocol's conditioning before a rate is read: [cumsum], detrend (lambda 100), band-pass.
-
-    Args:
-      wave: (T,) predicted or label wave; (T, 1) is accepted.
-      fs: sampling rate in Hz.
-      kind: ``"hr"`` (0.75-2.5 Hz) or ``"rr"`` (0.13-0.5 Hz).
-      diff_normalized: the wave is a diff-normalized signal (first differences); integrate it first.
-
-    Returns:
-      (T,) float64 band-passed wave.
-    """
-    low, high = band_for(kind)
-    x = _as_wave(wave)
-    if diff_normalized:
-        x = np.cumsum(x)
-    x = detrend(x, DETREND_LAMBDA)
-    return bandpass(x, fs, low, high, FILTER_ORDER)
-
-
-def wave_to_rate(
-    wave, fs: float, kind: str = "hr", diff_normalized: bool = True, method: str = "fft"
-) -> float:
-    """Heart rate (beats/min) or respiration rate (breaths/min) of a wave, by the paper's protocol.
-
-    Args:
-      wave: (T,) wave sampled at ``fs`` Hz.
-      fs: sampling rate in Hz.
-      kind: ``"hr"`` or ``"rr"``.
-      diff_normalized: integrate (cumsum) first, for diff-normalized waves.
-      method: ``"fft"`` (periodogram peak in the band) or ``"peak"`` (mean peak interval; NaN if
-        fewer than two peaks).
-
-    Returns:
-      The rate per minute.
-    """
-    low, high = band_for(kind)
-    x = process_wave(wave, fs, kind, diff_normalized)
-    if method == "fft":
-        return rate_fft(x, fs, low, high)
-    if method == "peak":
-        return rate_peaks(x, fs)
-    raise UserError(f"unknown rate method {method!r}; expected 'fft' or 'peak'")
-
-
-def snr_db(
-    pred_wave,
-    label_rate_per_min: float,
-    fs: float,
-    kind: str = "hr",
-    diff_normalized: bool = True,
-    process: bool = True,
-) -> float:
-    """Signal-to-noise ratio of a predicted wave around the label's rate, in dB.
-
-    Signal: periodogram power within +-6 per minute of the label rate's first and second harmonics.
-    Noise: the power in the rest of the kind's band. Returns ``10 log10(signal / noise)`` — the dB of a
-    power ratio. (Older rPPG-Toolbox code applied ``20 log10``, i.e. numbers twice ours, to the same
-    ratio.) NaN when the noise power is zero.
-
-    Args:
-      pred_wave: (T,) predicted wave.
-      label_rate_per_min: the label's rate (from `wave_to_rate` on the label wave).
-      fs: sampling rate in Hz.
-      kind: ``"hr"`` or ``"rr"`` (selects the band).
-      diff_normalized: passed to `process_wave`.
-      process: condition the wave with `process_wave` first (the protocol); False if already done.
-    """
-    low, high = band_for(kind)
-    x = process_wave(pred_wave, fs, kind, diff_normalized) if process else _as_wave(pred_wave)
-    freqs, pxx = periodogram(x, fs)
-    f1 = label_rate_per_min / 60.0
-    dev = SNR_DEVIATION_PER_MIN / 60.0
-    harm1 = (freqs >= f1 - dev) & (freqs <= f1 + dev)
-    harm2 = (freqs >= 2 * f1 - dev) & (freqs <= 2 * f1 + dev)
-    rest = (freqs >= low) & (freqs <= high) & ~harm1 & ~harm2
-    signal_power = float(np.sum(pxx[harm1]) + np.sum(pxx[harm2]))
-    noise_power = float(np.sum(pxx[rest]))
-    if noise_power <= 0.0 or signal_power <= 0.0:
-        return float("nan")
-    return float(10.0 * np.log10(signal_power / noise_power))
-
 
 # --------------------------------------------------------------------------------------------------
 # Rates over videos and windows
@@ -317,8 +66,8 @@ def windowed_rates(
     Returns:
       (pred_rates, label_rates), each (num_windows,) float64, per minute.
     """
-    p = _as_wave(pred, "prediction")
-    y = _as_wave(label, "label")
+    p = as_wave(pred, "prediction")
+    y = as_wave(label, "label")
     if p.shape != y.shape:
         raise UserError(f"prediction has {p.shape[0]} samples but label has {y.shape[0]}")
     slices = window_slices(p.shape[0], fs, window_s)
@@ -446,12 +195,9 @@ def au_metrics(logits_or_probs, labels, threshold: float = 0.5, from_logits: boo
 # Whole test sets
 # --------------------------------------------------------------------------------------------------
 
+# (rate kind, key prefix of the wave in the per-video dicts)
 _RATE_TASKS = (("hr", "bvp"), ("rr", "resp"))
-
-
-def _json_float(x) -> float | None:
-    x = float(x)
-    return x if math.isfinite(x) else None
+_AU_SCORES = ("f1", "precision", "recall", "accuracy")
 
 
 def _jsonify(obj):
@@ -467,30 +213,115 @@ def _jsonify(obj):
     if isinstance(obj, int | np.integer):
         return int(obj)
     if isinstance(obj, float | np.floating):
-        return _json_float(obj)
+        return float(obj) if math.isfinite(obj) else None
     return obj
 
 
 def _score_rates(video: Mapping, kind: str, prefix: str, fs: float, window_s, diff_normalized, method):
-    """Per-window predicted/label rates and SNRs of one video for one task, or None if no prediction."""
+    """Per-window rates and SNRs of one video for one task.
+
+    Returns:
+      None when the video has no ``<prefix>_pred``; else (pred_rates, label_rates, snrs): (W,) float64
+      arrays over the `window_slices`, label_rates None without a label (snrs then empty), SNR in dB.
+    """
     pred = video.get(f"{prefix}_pred")
     if pred is None:
         return None
-    p = _as_wave(pred, f"{prefix}_pred")
+    p = as_wave(pred, f"{prefix}_pred")
     label = video.get(f"{prefix}_label")
-    y = None if label is None else _as_wave(label, f"{prefix}_label")
+    y = None if label is None else as_wave(label, f"{prefix}_label")
     if y is not None and y.shape != p.shape:
         raise UserError(f"{prefix}_pred has {p.shape[0]} samples but {prefix}_label has {y.shape[0]}")
     pred_rates, label_rates, snrs = [], [], []
     for s in window_slices(p.shape[0], fs, window_s):
         p_proc = process_wave(p[s], fs, kind, diff_normalized)
-        low, high = BANDS[kind]
-        pred_rates.append(rate_fft(p_proc, fs, low, high) if method == "fft" else rate_peaks(p_proc, fs))
+        pred_rates.append(rate_of_processed(p_proc, fs, kind, method))
         if y is not None:
             y_rate = wave_to_rate(y[s], fs, kind, diff_normalized, method)
             label_rates.append(y_rate)
             snrs.append(snr_db(p_proc, y_rate, fs, kind, process=False) if math.isfinite(y_rate) else np.nan)
     return np.asarray(pred_rates), (None if y is None else np.asarray(label_rates)), np.asarray(snrs)
+
+
+def _sampling_rate(video: Mapping, fs_key: str) -> float:
+    """The video's sampling rate in Hz (``video[fs_key]``); `UserError` if absent or not positive."""
+    if fs_key not in video:
+        raise UserError(f"no sampling rate {fs_key!r}")
+    fs = float(video[fs_key])
+    if not (math.isfinite(fs) and fs > 0):
+        raise UserError(f"sampling rate {fs_key}={video[fs_key]!r} is not a positive number")
+    return fs
+
+
+def _score_video(video: Mapping, vid: str, fs_key: str, window_s, method: str, diff_normalized: bool,
+                 au_threshold: float) -> tuple[dict, dict[str, tuple], tuple | None]:
+    """Scores one video (see `evaluate_videos` for the keys it reads).
+
+    Returns:
+      (entry, rates, au): the ``per_video`` dict; per rate kind with a label, (pred_rates, label_rates,
+      snrs) (W,) arrays; and ((T, A) AU scores, (T, A) labels) or None without both.
+    """
+    fs = _sampling_rate(video, fs_key)
+    entry: dict = {"video_id": vid, "fps": fs}
+    rates: dict[str, tuple] = {}
+    lengths = []
+    one = window_s is None
+    for kind, prefix in _RATE_TASKS:
+        scored = _score_rates(video, kind, prefix, fs, window_s, diff_normalized, method)
+        if scored is None:
+            continue
+        pred_rates, label_rates, snrs = scored
+        lengths.append(np.shape(np.asarray(video[f"{prefix}_pred"]))[0])
+        entry[f"{kind}_pred"] = pred_rates[0] if one else pred_rates
+        if label_rates is not None:
+            entry[f"{kind}_label"] = label_rates[0] if one else label_rates
+            entry[f"{kind}_snr"] = snrs[0] if one else snrs
+            rates[kind] = scored
+    au = None
+    if video.get("au_logits") is not None and video.get("au_label") is not None:
+        scores = np.asarray(video["au_logits"], dtype=np.float64)
+        labels = np.asarray(video["au_label"], dtype=np.float64)
+        entry["au_f1_mean"] = au_metrics(scores, labels, au_threshold)["f1_mean"]
+        au = (scores.reshape(-1, scores.shape[-1]), labels.reshape(-1, labels.shape[-1]))
+        lengths.append(scores.shape[0])
+    if lengths:
+        entry["num_frames"] = int(max(lengths))
+    return entry, rates, au
+
+
+def _rate_summary(kind: str, scored: Sequence[tuple]) -> dict[str, float]:
+    """``<kind>_<error>`` (`rate_errors`) and ``<kind>_snr``, ``<kind>_snr_se`` (dB) over all windows.
+
+    Args:
+      kind: ``"hr"`` or ``"rr"``.
+      scored: per video, (pred_rates, label_rates, snrs) (W,) arrays.
+    """
+    cat = [np.concatenate(v) for v in zip(*scored, strict=True)] if scored else [np.zeros(0)] * 3
+    out = {f"{kind}_{key}": value for key, value in rate_errors(cat[0], cat[1]).items()}
+    snr = cat[2][np.isfinite(cat[2])]
+    out[f"{kind}_snr"] = float(np.mean(snr)) if snr.size else float("nan")
+    out[f"{kind}_snr_se"] = float(np.std(snr) / math.sqrt(snr.size)) if snr.size else float("nan")
+    return out
+
+
+def _au_summary(au: Sequence[tuple], au_threshold: float) -> dict:
+    """``au_<score>_mean``, ``au_<score>`` and ``au_support`` (dicts by AU name) over all videos' frames.
+
+    Args:
+      au: per video, ((T, A) scores, (T, A) labels).
+      au_threshold: probability threshold.
+    """
+    num_au = au[0][0].shape[-1]
+    if any(s.shape[-1] != num_au for s, _ in au):
+        raise UserError("videos disagree on the number of AUs")
+    scores = au_metrics(np.concatenate([s for s, _ in au]), np.concatenate([y for _, y in au]), au_threshold)
+    names = AU_NAMES if num_au == len(AU_NAMES) else tuple(f"AU{j}" for j in range(num_au))
+    out: dict = {}
+    for key in _AU_SCORES:
+        out[f"au_{key}_mean"] = scores[f"{key}_mean"]
+        out[f"au_{key}"] = dict(zip(names, scores[key].tolist(), strict=True))
+    out["au_support"] = dict(zip(names, scores["support"].tolist(), strict=True))
+    return out
 
 
 def evaluate_videos(
@@ -525,67 +356,28 @@ def evaluate_videos(
       ``num_frames`` and ``hr_pred, hr_label, hr_snr`` (floats per video, or lists per window), the
       same for ``rr``, and ``au_f1_mean``.
     """
-    if method not in ("fft", "peak"):
-        raise UserError(f"unknown rate method {method!r}; expected 'fft' or 'peak'")
-    all_rates = {kind: ([], [], []) for kind, _ in _RATE_TASKS}
-    au_scores, au_labels = [], []
+    check_method(method)
+    rates: dict[str, list[tuple]] = {kind: [] for kind, _ in _RATE_TASKS}
+    au: list[tuple] = []
     per_video = []
     for i, video in enumerate(tqdm(videos, desc="scoring videos", leave=False, disable=None)):
         vid = str(video.get("video_id", f"#{i}"))
         try:
-            if fs_key not in video:
-                raise UserError(f"no sampling rate {fs_key!r}")
-            fs = float(video[fs_key])
-            if not (math.isfinite(fs) and fs > 0):
-                raise UserError(f"sampling rate {fs_key}={video[fs_key]!r} is not a positive number")
-            entry: dict = {"video_id": vid, "fps": fs}
-            lengths = []
-            for kind, prefix in _RATE_TASKS:
-                scored = _score_rates(video, kind, prefix, fs, window_s, diff_normalized, method)
-                if scored is None:
-                    continue
-                pred_rates, label_rates, snrs = scored
-                lengths.append(np.shape(np.asarray(video[f"{prefix}_pred"]))[0])
-                one = window_s is None
-                entry[f"{kind}_pred"] = pred_rates[0] if one else pred_rates
-                if label_rates is not None:
-                    entry[f"{kind}_label"] = label_rates[0] if one else label_rates
-                    entry[f"{kind}_snr"] = snrs[0] if one else snrs
-                    all_rates[kind][0].append(pred_rates)
-                    all_rates[kind][1].append(label_rates)
-                    all_rates[kind][2].append(snrs)
-            if video.get("au_logits") is not None and video.get("au_label") is not None:
-                scores = np.asarray(video["au_logits"], dtype=np.float64)
-                labels = np.asarray(video["au_label"], dtype=np.float64)
-                entry["au_f1_mean"] = au_metrics(scores, labels, au_threshold)["f1_mean"]
-                au_scores.append(scores.reshape(-1, scores.shape[-1]))
-                au_labels.append(labels.reshape(-1, labels.shape[-1]))
-                lengths.append(scores.shape[0])
-            if lengths:
-                entry["num_frames"] = int(max(lengths))
+            entry, video_rates, video_au = _score_video(video, vid, fs_key, window_s, method, diff_normalized,
+                                                        au_threshold)
         except UserError as e:
             raise UserError(f"video {vid}: {e}") from None
+        for kind, scored in video_rates.items():
+            rates[kind].append(scored)
+        if video_au is not None:
+            au.append(video_au)
         per_video.append(entry)
 
     result: dict = {"num_videos": len(per_video), "window_s": window_s, "method": method}
     for kind, _ in _RATE_TASKS:
-        preds, labels, snrs = all_rates[kind]
-        cat = [np.concatenate(v) if v else np.zeros(0) for v in (preds, labels, snrs)]
-        for key, value in rate_errors(cat[0], cat[1]).items():
-            result[f"{kind}_{key}"] = value
-        snr = cat[2][np.isfinite(cat[2])]
-        result[f"{kind}_snr"] = float(np.mean(snr)) if snr.size else float("nan")
-        result[f"{kind}_snr_se"] = float(np.std(snr) / math.sqrt(snr.size)) if snr.size else float("nan")
-    if au_scores:
-        num_au = au_scores[0].shape[-1]
-        if any(s.shape[-1] != num_au for s in au_scores):
-            raise UserError("videos disagree on the number of AUs")
-        au = au_metrics(np.concatenate(au_scores), np.concatenate(au_labels), au_threshold)
-        names = AU_NAMES if num_au == len(AU_NAMES) else tuple(f"AU{j}" for j in range(num_au))
-        for key in ("f1", "precision", "recall", "accuracy"):
-            result[f"au_{key}_mean"] = au[f"{key}_mean"]
-            result[f"au_{key}"] = dict(zip(names, au[key].tolist(), strict=True))
-        result["au_support"] = dict(zip(names, au["support"].tolist(), strict=True))
+        result.update(_rate_summary(kind, rates[kind]))
+    if au:
+        result.update(_au_summary(au, au_threshold))
     result["per_video"] = per_video
     logger.info(
         "scored %d videos: HR MAE %s, RR MAE %s, AU F1 %s", len(per_video),
@@ -595,4 +387,5 @@ def evaluate_videos(
 
 
 def _fmt(x) -> str:
+    """A number with 3 decimals for the log, ``n/a`` when missing or not finite."""
     return "n/a" if x is None or not math.isfinite(x) else f"{x:.3f}"

@@ -1,8 +1,7 @@
 """Result plots: Bland-Altman and scatter of rates, waves, AU activations and loss curves.
 
-Every function draws on its own `matplotlib.figure.Figure` with the Agg canvas (no pyplot, no global
-state, no display needed) and writes a PNG atomically: to a temporary file in the target directory,
-renamed over ``path_png`` only once it is complete.
+Every function draws on its own figure (`bigsmall_jax.figures.new_figure`) and writes it as a PNG
+atomically (`bigsmall_jax.figures.save_png`).
 """
 
 from __future__ import annotations
@@ -10,43 +9,16 @@ from __future__ import annotations
 import csv
 import math
 import os
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from bigsmall_jax.datasets.recording import AU_NAMES
 from bigsmall_jax.errors import UserError, file_error
-from bigsmall_jax.evaluation import metrics
-
-DPI = 120
-
-
-def _new_figure(width: float, height: float) -> Figure:
-    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def save_png(fig: Figure, path_png: str | os.PathLike) -> Path:
-    """Writes ``fig`` to ``path_png`` atomically (temporary file + rename); returns the path."""
-    path = Path(path_png)
-    if not path.parent.is_dir():
-        raise file_error(path, "the directory to write the plot into does not exist")
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-    # os.open with 0o666 honours the umask, so the PNG gets the same permissions as any new file.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+from bigsmall_jax.evaluation import signals
+from bigsmall_jax.evaluation.metrics import rate_errors
+from bigsmall_jax.figures import new_figure, save_png
 
 
 def _paired_rates(pred, label) -> tuple[np.ndarray, np.ndarray]:
@@ -77,7 +49,7 @@ def bland_altman(pred, label, path_png, title: str = "Bland-Altman", units: str 
     diff = p - y
     bias = float(np.mean(diff))
     loa = 1.96 * float(np.std(diff))
-    fig = _new_figure(5.5, 4.2)
+    fig = new_figure(5.5, 4.2)
     ax = fig.add_subplot()
     ax.scatter(mean, diff, s=14, alpha=0.7)
     ax.axhline(bias, color="k", label=f"bias {bias:+.2f}")
@@ -101,8 +73,8 @@ def scatter_rates(pred, label, path_png, title: str = "Rates", units: str = "bpm
       units: rate units for the axis labels.
     """
     p, y = _paired_rates(pred, label)
-    errs = metrics.rate_errors(p, y)
-    fig = _new_figure(4.8, 4.6)
+    errs = rate_errors(p, y)
+    fig = new_figure(4.8, 4.6)
     ax = fig.add_subplot()
     ax.scatter(y, p, s=14, alpha=0.7)
     lo = float(min(p.min(), y.min()))
@@ -139,7 +111,7 @@ def plot_waves(
 ) -> Path:
     """Predicted against label wave, as the protocol sees them, with both rates in the legend.
 
-    Top: the conditioned waves (`metrics.process_wave`: cumsum, detrend, band-pass), each scaled to
+    Top: the conditioned waves (`signals.process_wave`: cumsum, detrend, band-pass), each scaled to
     zero mean and unit std, against time in seconds. Bottom: their periodograms inside the band.
 
     Args:
@@ -148,19 +120,19 @@ def plot_waves(
       path_png: output PNG.
       title: figure title.
       kind: ``"hr"`` (pulse) or ``"rr"`` (respiration).
-      diff_normalized, method: as in `metrics.wave_to_rate`.
+      diff_normalized, method: as in `signals.wave_to_rate`.
     """
     unit = "bpm" if kind == "hr" else "breaths/min"
-    low, high = metrics.band_for(kind)
+    low, high = signals.band_for(kind)
     waves = [("prediction", pred_wave)] + ([("label", label_wave)] if label_wave is not None else [])
-    fig = _new_figure(9.0, 5.0)
+    fig = new_figure(9.0, 5.0)
     ax_t, ax_f = fig.subplots(2, 1, height_ratios=(3, 2))
     for name, wave in waves:
-        x = metrics.process_wave(wave, fs, kind, diff_normalized)
-        rate = (metrics.rate_fft(x, fs, low, high) if method == "fft" else metrics.rate_peaks(x, fs))
+        x = signals.process_wave(wave, fs, kind, diff_normalized)
+        rate = signals.rate_of_processed(x, fs, kind, method)
         t = np.arange(x.shape[0]) / fs
         ax_t.plot(t, _unit_scale(x), lw=1, label=f"{name}: {rate:.1f} {unit}")
-        freqs, pxx = metrics.periodogram(x, fs)
+        freqs, pxx = signals.periodogram(x, fs)
         band = (freqs >= low) & (freqs <= high)
         ax_f.plot(freqs[band] * 60, pxx[band] / max(float(pxx[band].max()), 1e-30), lw=1, label=name)
     ax_t.set_xlabel("time (s)")
@@ -209,7 +181,7 @@ def plot_au_activations(
         au_names = [f"AU{j}" for j in range(num_au)]
     probs = 1.0 / (1.0 + np.exp(-scores)) if from_logits else scores
     t = np.arange(num_frames) / fs if fs else np.arange(num_frames)
-    fig = _new_figure(9.0, 0.75 * num_au + 1.0)
+    fig = new_figure(9.0, 0.75 * num_au + 1.0)
     axes = np.atleast_1d(fig.subplots(num_au, 1, sharex=True))
     for j, ax in enumerate(axes):
         if labels is not None:
@@ -251,6 +223,38 @@ def _to_float(value) -> float:
 _SPLIT_PREFIXES = ("train_", "val_", "valid_", "eval_", "test_")
 
 
+def _loss_columns(records: Sequence[Mapping]) -> tuple[str | None, np.ndarray, dict[str, np.ndarray]]:
+    """The x axis and the numeric columns of logged rows.
+
+    Returns:
+      (x_key: the first of ``step``, ``epoch`` present, else None; (N,) x values, the row numbers without
+      an x key; {column: (N,) float64 values, NaN where missing}, columns with no number left out).
+    """
+    keys: list[str] = []
+    for r in records:
+        keys.extend(k for k in r if k not in keys)
+    x_key = next((k for k in ("step", "epoch") if k in keys), None)
+    x_all = (np.array([_to_float(r.get(x_key)) for r in records]) if x_key
+             else np.arange(len(records), dtype=np.float64))
+    columns = {}
+    for k in keys:
+        if k == x_key:
+            continue
+        v = np.array([_to_float(r.get(k)) for r in records])
+        if np.any(np.isfinite(v)):
+            columns[k] = v
+    return x_key, x_all, columns
+
+
+def _loss_panels(columns: Iterable[str]) -> dict[str, list[str]]:
+    """Columns grouped by their name without a split prefix (``train_loss``, ``val_loss`` -> ``loss``)."""
+    panels: dict[str, list[str]] = {}
+    for k in columns:
+        base = next((k[len(p):] for p in _SPLIT_PREFIXES if k.startswith(p)), k)
+        panels.setdefault(base, []).append(k)
+    return panels
+
+
 def plot_loss_curves(
     csv_or_records: str | os.PathLike | Iterable[Mapping], path_png, title: str = "Training"
 ) -> Path:
@@ -265,37 +269,20 @@ def plot_loss_curves(
       path_png: output PNG.
       title: figure title.
     """
-    source = None
     if isinstance(csv_or_records, str | os.PathLike):
-        source = Path(csv_or_records)
-        records = _read_loss_csv(source)
+        where: str | Path = Path(csv_or_records)
+        records = _read_loss_csv(where)
     else:
-        records = [dict(r) for r in csv_or_records]
-    where = source if source is not None else "loss records"
+        where, records = "loss records", [dict(r) for r in csv_or_records]
     if not records:
         raise UserError(f"{where}: no rows to plot")
-    keys: list[str] = []
-    for r in records:
-        keys.extend(k for k in r if k not in keys)
-    x_key = next((k for k in ("step", "epoch") if k in keys), None)
-    x_all = (np.array([_to_float(r.get(x_key)) for r in records]) if x_key
-             else np.arange(len(records), dtype=np.float64))
-    columns = {}
-    for k in keys:
-        if k == x_key:
-            continue
-        v = np.array([_to_float(r.get(k)) for r in records])
-        if np.any(np.isfinite(v)):
-            columns[k] = v
+    x_key, x_all, columns = _loss_columns(records)
     if not columns:
         raise UserError(f"{where}: no numeric column to plot")
-    panels: dict[str, list[str]] = {}
-    for k in columns:
-        base = next((k[len(p):] for p in _SPLIT_PREFIXES if k.startswith(p)), k)
-        panels.setdefault(base, []).append(k)
+    panels = _loss_panels(columns)
     ncols = min(3, len(panels))
     nrows = math.ceil(len(panels) / ncols)
-    fig = _new_figure(4.2 * ncols, 3.2 * nrows)
+    fig = new_figure(4.2 * ncols, 3.2 * nrows)
     axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
     for ax, (base, names) in zip(axes, panels.items(), strict=False):
         for k in names:

@@ -1,46 +1,57 @@
-"""Run a BigSmall checkpoint on any face video: pulse, respiration and action units per frame.
-
-Usage::
-
-    python -m bigsmall_jax.infer VIDEO --checkpoint DIR --output OUT.json [--fps F] [--no-face-crop]
-        [--face-crop first|every|median] [--crop-every N] [--plot OUT.png]
+"""Running a BigSmall checkpoint on any face video: pulse, respiration and action units per frame.
 
 The whole pipeline of the paper, on a video file (anything FFmpeg decodes) or a folder of images:
 
-1. read every frame (`video_io.read_video`; the frame rate from the file unless ``--fps`` is given);
+1. read every frame (`video_io.read_video`; the frame rate from the file unless given);
 2. face crop (`preprocess.face_boxes`: OpenCV's Haar cascade on the first frame by default, enlarged 1.5x
-   and squared, the paper's recipe), or the whole frame with ``--no-face-crop``;
+   and squared, the paper's recipe), or the whole frame when the video is already a face crop;
 3. the crops resized to the model's Big size (INTER_AREA), then Big (standardized) and Small
    (diff-normalized) frames by `preprocess.preprocess_recording`;
 4. clips of the model's ``n_segment`` frames; when the frame count is not a multiple of it, the last frame
    is repeated to fill the last clip and the outputs of those frames are dropped again (reported as
    ``n_padded_frames``);
-5. the jitted model, in batches of clips.
+5. the jitted model, in batches of clips (`evaluation.evaluate.predict_frames`), and the rates of its
+   waves (`signals.wave_to_rate`).
 
-The JSON has ``fps``, ``num_frames``, ``n_padded_frames``, ``face_box`` and, for each head the checkpoint
-has: ``bvp`` (per frame, diff-normalized, as the model outputs it) with ``hr_bpm`` (`metrics.wave_to_rate`),
-``resp`` with ``rr_bpm``, ``au_names`` with ``au_probs`` (frames x 12 sigmoid probabilities). A rate is
-null when the video is too short (or its frame rate too low) for the rate's band-pass. ``--plot`` draws
-the face with its crop box, both waves with their rates and the AU activations as a heatmap.
+`infer_video` runs it from a file, `to_json` makes the JSON document, `plot_inference` the figure and
+`write_outputs` writes both (``python -m bigsmall_jax.infer``).
 """
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import dataclasses
-import json
 import logging
 import math
 import os
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 from tqdm import tqdm
 
-from bigsmall_jax.errors import UserError, cli_main, file_error
+from bigsmall_jax import files
+from bigsmall_jax.checkpoints.model_dir import load_checkpoint, read_config
+from bigsmall_jax.datasets.preprocess import (
+    PreprocessConfig,
+    PreprocessedVideo,
+    crop_frames,
+    face_boxes,
+    preprocess_recording,
+    resize_area,
+    standardize_big,
+)
+from bigsmall_jax.datasets.recording import AU_NAMES, Recording
+from bigsmall_jax.datasets.video_io import read_video
+from bigsmall_jax.errors import UserError, file_error
+from bigsmall_jax.evaluation import signals
+from bigsmall_jax.evaluation.evaluate import predict_frames
+from bigsmall_jax.figures import new_figure, save_png
+from bigsmall_jax.runtime import configure_cpu_runtime
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +105,6 @@ def crop_and_resize(frames: np.ndarray, boxes: np.ndarray, size: int, progress: 
       (T, size, size, 3) uint8: what `preprocess.preprocess_recording` computes from the same boxes (it
       resizes the uint8 crops, which OpenCV rounds back to integers).
     """
-    from bigsmall_jax.datasets.preprocess import crop_frames, resize_area
-
     out = np.empty((frames.shape[0], size, size, 3), np.uint8)
     for start in tqdm(range(0, frames.shape[0], _BLOCK), desc="face crop", unit="block", leave=False,
                       disable=None if progress is None else not progress):
@@ -105,13 +114,49 @@ def crop_and_resize(frames: np.ndarray, boxes: np.ndarray, size: int, progress: 
 
 
 def _rate(wave: np.ndarray, fps: float, kind: str) -> float | None:
-    from bigsmall_jax.evaluation import metrics
-
+    """The rate per minute of a (T,) diff-normalized wave (`signals.wave_to_rate`), None (with a warning)
+    when the wave is too short for the band-pass."""
     try:
-        return metrics.wave_to_rate(wave, fps, kind)
+        return signals.wave_to_rate(wave, fps, kind)
     except UserError as e:
         log.warning("no %s: %s", "heart rate" if kind == "hr" else "respiration rate", e)
         return None
+
+
+def _check_frames(frames: np.ndarray, fps: float, face_crop: str, n_segment: int, source: str) -> None:
+    """Raises `UserError` for an unknown crop mode, a frame rate that is not positive, or fewer than
+    `n_segment` frames."""
+    if face_crop not in (*CROP_MODES, "none"):
+        raise UserError(f"unknown face crop mode {face_crop!r}; valid: {', '.join(CROP_MODES)}, none")
+    if not (math.isfinite(fps) and fps > 0):
+        raise file_error(source, f"frame rate must be a positive number of frames per second, got {fps!r}")
+    if frames.shape[0] < n_segment:
+        raise file_error(source, f"has {frames.shape[0]} frame(s), fewer than one clip of {n_segment} frames the "
+                                 "model takes (n_segment)")
+
+
+def _preprocess(frames: np.ndarray, fps: float, pp: PreprocessConfig, source: str,
+                progress: bool | None) -> tuple[np.ndarray, PreprocessedVideo]:
+    """Face boxes and Big/Small frames of a video.
+
+    Returns:
+      ((T, 4) int64 crop boxes (x, y, w, h), the preprocessed video: uint8 Big frames with their
+      standardization statistics and float32 Small frames).
+
+    Raises:
+      UserError: no face found (suggesting --no-face-crop).
+    """
+    try:
+        boxes = face_boxes(frames, pp, source)
+    except UserError as e:
+        raise file_error(source, "no face found by the Haar cascade"
+                                 + (" in the first frame" if pp.face_crop == "first" else "")
+                                 + "; if the video is already cropped to the face, pass --no-face-crop") from e
+    # Crop + resize once here (the boxes are also reported); the 'none' crop of preprocessing then sees frames
+    # of exactly the Big size, which INTER_AREA copies unchanged: the same result as cropping inside it.
+    crops = crop_and_resize(frames, boxes, pp.big_size, progress)
+    rec = Recording(name=Path(source).stem, subject="", frames=crops, fps=float(fps), source=source)
+    return boxes, preprocess_recording(rec, dataclasses.replace(pp, face_crop="none"))
 
 
 def infer_frames(model, variables, frames: np.ndarray, fps: float, face_crop: str | None = "first",
@@ -120,7 +165,7 @@ def infer_frames(model, variables, frames: np.ndarray, fps: float, face_crop: st
     """The whole pipeline on decoded frames: face crop, Big/Small preprocessing, the model, rates.
 
     Args:
-      model, variables: from `checkpoint.load_checkpoint`.
+      model, variables: from `checkpoints.model_dir.load_checkpoint`.
       frames: (T, H, W, 3) uint8 RGB, T >= the model's n_segment.
       fps: frame rate in Hz (> 0).
       face_crop: "first" (Haar cascade on frame 0, the box kept), "every" (detect every `crop_every`
@@ -133,37 +178,15 @@ def infer_frames(model, variables, frames: np.ndarray, fps: float, face_crop: st
     Raises:
       UserError: too few frames, bad fps, no face found (suggesting --no-face-crop).
     """
-    from bigsmall_jax.datasets.preprocess import PreprocessConfig, face_boxes, preprocess_recording, standardize_big
-    from bigsmall_jax.datasets.recording import Recording
-    from bigsmall_jax.evaluation.evaluate import predict_frames
-
     config = model.config
     face_crop = face_crop or "none"
-    if face_crop not in (*CROP_MODES, "none"):
-        raise UserError(f"unknown face crop mode {face_crop!r}; valid: {', '.join(CROP_MODES)}, none")
-    if not (math.isfinite(fps) and fps > 0):
-        raise file_error(source, f"frame rate must be a positive number of frames per second, got {fps!r}")
+    _check_frames(frames, fps, face_crop, config.n_segment, source)
     t = int(frames.shape[0])
-    if t < config.n_segment:
-        raise file_error(source, f"has {t} frame(s), fewer than one clip of {config.n_segment} frames the model "
-                                 "takes (n_segment)")
-    seconds = {}
     start = time.perf_counter()
     pp = PreprocessConfig(big_size=config.big_size, small_size=config.small_size, face_crop=face_crop,
                           crop_every=int(crop_every), n_segment=config.n_segment)
-    try:
-        boxes = face_boxes(frames, pp, source)
-    except UserError as e:
-        raise file_error(source, "no face found by the Haar cascade"
-                                 + (" in the first frame" if face_crop == "first" else "")
-                                 + "; if the video is already cropped to the face, pass --no-face-crop") from e
-    # Crop + resize once here (the boxes are also reported); the 'none' crop of preprocessing then sees frames
-    # of exactly the Big size, which INTER_AREA copies unchanged: the same result as cropping inside it.
-    crops = crop_and_resize(frames, boxes, config.big_size, progress)
-    rec = Recording(name=Path(source).stem, subject="", frames=crops, fps=float(fps), source=source)
-    video = preprocess_recording(rec, dataclasses.replace(pp, face_crop="none"))
-    del crops, rec
-    seconds["preprocess"] = time.perf_counter() - start
+    boxes, video = _preprocess(frames, fps, pp, source, progress)
+    seconds = {"preprocess": time.perf_counter() - start}
 
     start = time.perf_counter()
     standardize = lambda b: standardize_big(b, video.big_mean, video.big_std)
@@ -186,8 +209,6 @@ def infer_frames(model, variables, frames: np.ndarray, fps: float, face_crop: st
 
 def to_json(result: Inference, video: str = "", checkpoint: str = "") -> dict[str, Any]:
     """The JSON document of one inference (keys a model lacks are absent)."""
-    from bigsmall_jax.datasets.recording import AU_NAMES
-
     doc: dict[str, Any] = {
         "video": video,
         "checkpoint": checkpoint,
@@ -214,57 +235,70 @@ def to_json(result: Inference, video: str = "", checkpoint: str = "") -> dict[st
     return doc
 
 
-def plot_inference(result: Inference, frame: np.ndarray, path_png, title: str = "") -> Path:
-    """The face (frame 0 with its crop box), the pulse and respiration waves with their rates, and the AU
-    probabilities over time as a heatmap; panels for heads the model lacks are left out."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.patches import Rectangle
-
-    from bigsmall_jax.evaluation import metrics
-    from bigsmall_jax.evaluation.plots import save_png
-
-    panels = [k for k in ("bvp", "resp", "au") if k in result.outputs]
-    heights = [3 if k == "au" else 2 for k in panels]
-    fig = Figure(figsize=(12, 1.2 + 1.6 * sum(heights) / 2), dpi=110, layout="constrained")
-    FigureCanvasAgg(fig)
-    grid = fig.add_gridspec(len(panels), 2, width_ratios=(1, 3), height_ratios=heights)
-    ax_face = fig.add_subplot(grid[:, 0])
-    ax_face.imshow(frame)
+def _draw_face(ax: Axes, result: Inference, frame: np.ndarray) -> None:
+    """Frame 0 with its crop box (lime; none when the video was not cropped)."""
+    ax.imshow(frame)
     x, y, w, h = (int(v) for v in result.boxes[0])
     if result.face_crop != "none":
-        ax_face.add_patch(Rectangle((x - 0.5, y - 0.5), w, h, fill=False, color="lime", lw=2))
-    ax_face.set_title(f"frame 0, crop: {result.face_crop}")
-    ax_face.set_axis_off()
+        ax.add_patch(Rectangle((x - 0.5, y - 0.5), w, h, fill=False, color="lime", lw=2))
+    ax.set_title(f"frame 0, crop: {result.face_crop}")
+    ax.set_axis_off()
+
+
+def _draw_au(fig: Figure, ax: Axes, result: Inference, t: np.ndarray) -> None:
+    """The (T, n_au) AU probabilities as a heatmap over time `t` (s), one row per AU, with a colour bar."""
+    probs = result.au_probs
+    n_au = probs.shape[1]
+    image = ax.imshow(probs.T, aspect="auto", origin="upper", cmap="viridis", vmin=0, vmax=1,
+                      interpolation="nearest", extent=(t[0], t[-1] + 1 / result.fps, n_au - 0.5, -0.5))
+    ax.set_yticks(range(n_au), to_json(result)["au_names"], fontsize="small")
+    ax.set_title("action units: predicted probability")
+    fig.colorbar(image, ax=ax, pad=0.01, fraction=0.03)
+
+
+def _draw_wave(ax: Axes, result: Inference, kind: str, t: np.ndarray) -> None:
+    """The ``bvp`` or ``resp`` wave over time `t` (s), band-passed as scored (else its cumulative sum when
+    the video is too short), with its rate in the title."""
+    rate_kind, rate = ("hr", result.hr_bpm) if kind == "bvp" else ("rr", result.rr_bpm)
+    unit = "bpm" if kind == "bvp" else "breaths/min"
+    wave = result.outputs[kind]
+    try:
+        shown = signals.process_wave(wave, result.fps, rate_kind)
+        label = "band-passed (as scored)"
+    except UserError:
+        shown, label = np.cumsum(wave), "cumulative sum"
+    ax.plot(t, shown, lw=1, color="tab:red" if kind == "bvp" else "tab:blue", label=label)
+    name = "pulse" if kind == "bvp" else "respiration"
+    ax.set_title(f"{name}: {rate:.1f} {unit}" if rate is not None else f"{name}: rate n/a (video too short)")
+    ax.set_ylabel("a.u.")
+    ax.legend(loc="upper right", fontsize="x-small")
+    ax.grid(alpha=0.3)
+
+
+def plot_inference(result: Inference, frame: np.ndarray, path_png, title: str = "") -> Path:
+    """The face (frame 0 with its crop box), the pulse and respiration waves with their rates, and the AU
+    probabilities over time as a heatmap; panels for heads the model lacks are left out.
+
+    Args:
+      result: the inference to draw.
+      frame: (H, W, 3) uint8 RGB frame 0 of the video.
+      path_png: output PNG.
+      title: figure title.
+    """
+    panels = [k for k in ("bvp", "resp", "au") if k in result.outputs]
+    heights = [3 if k == "au" else 2 for k in panels]
+    fig = new_figure(12, 1.2 + 1.6 * sum(heights) / 2, dpi=110)
+    grid = fig.add_gridspec(len(panels), 2, width_ratios=(1, 3), height_ratios=heights)
+    _draw_face(fig.add_subplot(grid[:, 0]), result, frame)
     t = np.arange(result.num_frames) / result.fps
     axes = []
     for row, kind in enumerate(panels):
         ax = fig.add_subplot(grid[row, 1], sharex=axes[0] if axes else None)
         axes.append(ax)
         if kind == "au":
-            probs = result.au_probs
-            n_au = probs.shape[1]
-            image = ax.imshow(probs.T, aspect="auto", origin="upper", cmap="viridis", vmin=0, vmax=1,
-                              interpolation="nearest", extent=(t[0], t[-1] + 1 / result.fps, n_au - 0.5, -0.5))
-            names = to_json(result)["au_names"]
-            ax.set_yticks(range(n_au), names, fontsize="small")
-            ax.set_title("action units: predicted probability")
-            fig.colorbar(image, ax=ax, pad=0.01, fraction=0.03)
-            continue
-        rate_kind, rate = ("hr", result.hr_bpm) if kind == "bvp" else ("rr", result.rr_bpm)
-        unit = "bpm" if kind == "bvp" else "breaths/min"
-        wave = result.outputs[kind]
-        try:
-            shown = metrics.process_wave(wave, result.fps, rate_kind)
-            label = "band-passed (as scored)"
-        except UserError:
-            shown, label = np.cumsum(wave), "cumulative sum"
-        ax.plot(t, shown, lw=1, color="tab:red" if kind == "bvp" else "tab:blue", label=label)
-        name = "pulse" if kind == "bvp" else "respiration"
-        ax.set_title(f"{name}: {rate:.1f} {unit}" if rate is not None else f"{name}: rate n/a (video too short)")
-        ax.set_ylabel("a.u.")
-        ax.legend(loc="upper right", fontsize="x-small")
-        ax.grid(alpha=0.3)
+            _draw_au(fig, ax, result, t)
+        else:
+            _draw_wave(ax, result, kind, t)
     axes[-1].set_xlabel("time (s)")
     if title:
         fig.suptitle(title)
@@ -272,110 +306,74 @@ def plot_inference(result: Inference, frame: np.ndarray, path_png, title: str = 
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Command line.
+# What ``python -m bigsmall_jax.infer`` runs.
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bigsmall_jax.infer", description=__doc__.split("\n\n")[0],
-                                epilog=__doc__.split("\n\n", 1)[1],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("video", help="video file (mp4, avi, mkv, ...) or folder of images (then give --fps)")
-    p.add_argument("--checkpoint", required=True, help="model checkpoint directory, training workdir, or .pth")
-    p.add_argument("--output", required=True, help="JSON file to write")
-    p.add_argument("--fps", type=float, default=None, help="frame rate in Hz (default: from the file)")
-    p.add_argument("--no-face-crop", action="store_true", help="the video is already cropped to the face")
-    p.add_argument("--face-crop", choices=CROP_MODES, default="first",
-                   help="face detection: on the first frame (default), every --crop-every frames, or the "
-                        "median of those boxes")
-    p.add_argument("--crop-every", type=int, default=30, help="detection period in frames (default: 30)")
-    p.add_argument("--batch-clips", type=int, default=16, help="clips per forward pass (default: 16)")
-    p.add_argument("--plot", default=None, help="PNG with the face, waves and AU activations")
-    return p.parse_args(argv)
-
-
-def _check_out(path: Path, suffix: str, flag: str) -> None:
-    if path.suffix.lower() != suffix:
-        raise file_error(path, f"{flag} must be a {suffix} file")
-    if path.is_dir():
-        raise file_error(path, f"{flag} is a directory")
-    if not path.parent.is_dir():
-        raise file_error(path, f"the folder to write {flag} into does not exist")
-
-
-@cli_main
-def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_args(argv)
-    output = Path(args.output)
-    plot = Path(args.plot) if args.plot else None
-    _check_out(output, ".json", "--output")
-    if plot is not None:
-        _check_out(plot, ".png", "--plot")
-    if args.fps is not None and not (math.isfinite(args.fps) and args.fps > 0):
-        raise file_error(args.video, f"--fps must be a positive number of frames per second, got {args.fps:g}")
-    if args.fps is None and Path(args.video).is_dir():
-        raise file_error(args.video, "a folder of images has no frame rate; pass --fps")
-    if args.crop_every < 1:
-        raise UserError(f"--crop-every must be >= 1, got {args.crop_every}")
-    if args.batch_clips < 1:
-        raise UserError(f"--batch-clips must be >= 1, got {args.batch_clips}")
-    from bigsmall_jax.checkpoints.model_dir import load_checkpoint, read_config
-    from bigsmall_jax.datasets.video_io import read_video
-
-    checkpoint = Path(args.checkpoint)
-    if checkpoint.suffix != ".pth":  # a bad checkpoint fails before the video is decoded
+def check_checkpoint(checkpoint: str | os.PathLike) -> Path:
+    """Reads a checkpoint directory's config (or checks that a .pth file exists), so that a bad checkpoint
+    fails before the video is decoded; returns the path."""
+    checkpoint = Path(checkpoint)
+    if checkpoint.suffix != ".pth":
         if not checkpoint.exists():
             raise file_error(checkpoint, "no such checkpoint directory")
         read_config(checkpoint)
     elif not checkpoint.is_file():
         raise file_error(checkpoint, "no such file")
-    # Decode before JAX starts its threads: FFmpeg runs in a subprocess (fork).
-    start = time.perf_counter()
-    frames, fps = read_video(args.video, fps=args.fps)
-    read_s = time.perf_counter() - start
-    from bigsmall_jax.runtime import configure_cpu_runtime
+    return checkpoint
 
-    configure_cpu_runtime(purpose="infer")  # the XLA:CPU presets the benchmark measured; GPU/TPU unaffected
+
+def infer_video(video: str | os.PathLike, checkpoint: str | os.PathLike, fps: float | None = None,
+                face_crop: str | None = "first", crop_every: int = 30,
+                batch_clips: int = 16) -> tuple[Inference, np.ndarray]:
+    """Reads a video (file or folder of images), loads a checkpoint and runs `infer_frames`.
+
+    The video is decoded before JAX starts (FFmpeg runs in a subprocess), then the XLA:CPU presets for
+    inference are set (`runtime.configure_cpu_runtime`; GPU/TPU unaffected).
+
+    Args:
+      video: the video file or image folder.
+      checkpoint: model checkpoint directory, training workdir, or .pth (see `check_checkpoint`).
+      fps: frame rate in Hz; None: from the file.
+      face_crop, crop_every, batch_clips: as in `infer_frames`.
+
+    Returns:
+      (the inference, its ``seconds`` also holding ``load_checkpoint``, ``read_video`` and
+      ``total_without_checkpoint``; (H, W, 3) uint8 frame 0 of the video).
+    """
+    checkpoint = check_checkpoint(checkpoint)
+    start = time.perf_counter()
+    frames, fps = read_video(video, fps=fps)
+    read_s = time.perf_counter() - start
+    configure_cpu_runtime(purpose="infer")
     start = time.perf_counter()
     model, variables = load_checkpoint(checkpoint)
     load_s = time.perf_counter() - start
-    log.info("%s: %d frames of %dx%d at %.3f fps (%.1f s)", args.video, frames.shape[0], frames.shape[2],
+    log.info("%s: %d frames of %dx%d at %.3f fps (%.1f s)", video, frames.shape[0], frames.shape[2],
              frames.shape[1], fps, frames.shape[0] / fps)
-    result = infer_frames(model, variables, frames, fps, None if args.no_face_crop else args.face_crop,
-                          args.crop_every, args.batch_clips, source=os.fspath(args.video))
+    result = infer_frames(model, variables, frames, fps, face_crop, crop_every, batch_clips,
+                          source=os.fspath(video))
     result.seconds = {"load_checkpoint": load_s, "read_video": read_s, **result.seconds}
-    total = sum(v for k, v in result.seconds.items() if k != "load_checkpoint")
-    result.seconds["total_without_checkpoint"] = total
-    doc = to_json(result, os.fspath(args.video), os.fspath(args.checkpoint))
-    doc["frames_per_s"] = round(result.num_frames / total, 2) if total > 0 else None
-
-    written: list[Path] = []
-    try:
-        if plot is not None:
-            tmp_plot = plot.parent / f".{plot.stem}.{os.getpid()}.tmp.png"
-            plot_inference(result, frames[0], tmp_plot, title=Path(args.video).name)
-            written.append(tmp_plot)
-        tmp_json = output.parent / f".{output.stem}.{os.getpid()}.tmp.json"
-        # 0o666 minus the umask, like any new file (mkstemp would make it private).
-        fd = os.open(tmp_json, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-        written.append(tmp_json)
-        with os.fdopen(fd, "w") as f:
-            json.dump(doc, f, allow_nan=False)
-            f.write("\n")
-        if plot is not None:
-            os.replace(written[0], plot)
-        os.replace(tmp_json, output)
-    finally:
-        for p in written:
-            p.unlink(missing_ok=True)
-    rates = {k: doc[k] for k in ("hr_bpm", "rr_bpm") if k in doc}
-    log.info("%s: %d frames in %.2f s (%.1f frames/s); %s", args.video, result.num_frames, total,
-             doc["frames_per_s"] or float("nan"), rates)
-    print(json.dumps({"output": os.fspath(output), "plot": os.fspath(plot) if plot else None,
-                      "fps": fps, "num_frames": result.num_frames, "n_padded_frames": result.n_padded_frames,
-                      **rates, "frames_per_s": doc["frames_per_s"]}))
+    result.seconds["total_without_checkpoint"] = sum(v for k, v in result.seconds.items() if k != "load_checkpoint")
+    return result, frames[0]
 
 
-__all__ = ["Inference", "crop_and_resize", "infer_frames", "main", "plot_inference", "to_json"]
+def write_outputs(doc: dict, output: Path, result: Inference | None = None, frame: np.ndarray | None = None,
+                  plot: Path | None = None, title: str = "") -> None:
+    """Writes the JSON document `doc` to `output` (strict JSON: no NaN) and, with `plot`, the figure of
+    `result` (`plot_inference` with `frame`, `title`).
 
-if __name__ == "__main__":
-    main()
+    Both are written to temporary files first and renamed into place only once both are complete, the
+    plot first: on failure neither target changes. New files get the ordinary permissions.
+    """
+    text = files.to_json(doc, sort_keys=False, allow_nan=False)
+    with contextlib.ExitStack() as stack:
+        tmp_json = stack.enter_context(files.atomic_path(output, ".json"))
+        if plot is not None:  # entered last, so renamed first
+            plot_inference(result, frame, stack.enter_context(files.atomic_path(plot, ".png")), title)
+        tmp_json.write_text(text)
+
+
+__all__ = [
+    "Inference", "check_checkpoint", "crop_and_resize", "infer_frames", "infer_video", "plot_inference", "to_json",
+    "write_outputs",
+]

@@ -15,12 +15,12 @@ from bigsmall_jax.checkpoints.convert import convert_file
 from bigsmall_jax.checkpoints.model_dir import load_checkpoint, save_checkpoint
 from bigsmall_jax.datasets.preprocess import PreprocessConfig, big_small, preprocess_recording, standardize_big
 from bigsmall_jax.datasets.recording import AU_NAMES, Recording
-from bigsmall_jax.evaluation import metrics
+from bigsmall_jax.evaluation import signals
 from bigsmall_jax.evaluation.evaluate import pad_to_segments, predict_frames
+from bigsmall_jax.infer import main as infer_main
 from bigsmall_jax.inference.video import infer_frames
-from bigsmall_jax.inference.video import main as infer_main
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 FPS = 25.0
 T = 50  # 2 s: 16 clips of 3 frames + 2 frames, so the last clip needs 1 padded frame
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -94,8 +94,8 @@ def test_infer_json_matches_plain_reference(tmp_path, capsys, ckpt, video, batch
     assert bvp.shape == resp.shape == (T,) and probs.shape == (T, 12)
     assert np.all((probs > 0) & (probs < 1))
     # The rates are the protocol's on the written waves.
-    assert doc["hr_bpm"] == metrics.wave_to_rate(bvp, FPS, "hr")
-    assert doc["rr_bpm"] == metrics.wave_to_rate(resp, FPS, "rr")
+    assert doc["hr_bpm"] == signals.wave_to_rate(bvp, FPS, "hr")
+    assert doc["rr_bpm"] == signals.wave_to_rate(resp, FPS, "rr")
     # The outputs equal an independent decode + reference preprocessing + one unbatched forward pass.
     model, variables = load_checkpoint(ckpt)
     ref = _reference_outputs(model, variables, _decode(video))
@@ -120,7 +120,7 @@ def test_pathway_checkpoint_gives_only_its_keys(tmp_path, capsys, video, filenam
     assert task_keys & set(doc) == keys
     assert doc["n_padded_frames"] == 1 and doc["num_frames"] == T
     if "bvp" in keys:
-        assert len(doc["bvp"]) == T and doc["hr_bpm"] == metrics.wave_to_rate(np.asarray(doc["bvp"]), FPS, "hr")
+        assert len(doc["bvp"]) == T and doc["hr_bpm"] == signals.wave_to_rate(np.asarray(doc["bvp"]), FPS, "hr")
     if "au_probs" in keys:
         assert np.shape(doc["au_probs"]) == (T, 12)
     assert (tmp_path / "p.png").read_bytes()[:8] == PNG_MAGIC

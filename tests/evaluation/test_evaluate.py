@@ -13,11 +13,11 @@ from bigsmall_jax.checkpoints.convert import convert_file
 from bigsmall_jax.checkpoints.model_dir import load_checkpoint, save_checkpoint
 from bigsmall_jax.datasets import tfds_builders
 from bigsmall_jax.datasets.recording import AU_NAMES
+from bigsmall_jax.evaluate import main as evaluate_main
 from bigsmall_jax.evaluation import metrics
 from bigsmall_jax.evaluation.evaluate import evaluate_split, format_table, plot_au_f1, predict_videos
-from bigsmall_jax.evaluation.evaluate import main as evaluate_main
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
