@@ -8,11 +8,11 @@ import itertools
 import numpy as np
 import pytest
 
+from bigsmall_jax import synthetic
 from bigsmall_jax.datasets import input_pipeline as ip
 from bigsmall_jax.datasets import tfds_builders as tb
 from bigsmall_jax.datasets.preprocess import preprocess_recording, standardize_big
 from bigsmall_jax.errors import UserError
-from bigsmall_jax.synthetic import generator as synthetic
 
 
 @pytest.fixture(scope="module")
