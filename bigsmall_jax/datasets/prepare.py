@@ -1,35 +1,34 @@
-"""Build a preprocessed BigSmall dataset (TFDS ArrayRecord) from raw videos or synthetic data.
+"""Build and open preprocessed BigSmall datasets (TFDS ArrayRecord) in a TFDS data directory.
 
-Usage::
-
-    python -m bigsmall_jax.prepare --dataset synthetic --data-dir ~/bigsmall_data
-    python -m bigsmall_jax.prepare --dataset synthetic --data-dir DIR --n-subjects 4 --duration-s 3
-    python -m bigsmall_jax.prepare --dataset bp4d_plus --config fold1 --source-dir /data/BP4D+ --data-dir DIR
-    python -m bigsmall_jax.prepare --dataset generic --source-dir my_videos/ --data-dir DIR --set tail=pad
-
-A dataset already built with the same settings is reused. Settings other than the named config's make
-a config of their own (``<config>-<hash>``), so differently built data never mixes. The command prints
-one JSON object: where the data is, clips per split and the bytes per stored frame.
-
-The trainer calls `ensure_dataset`, which builds only what is missing.
+`ensure_dataset` builds a dataset unless it is already there (the trainer and ``python -m
+bigsmall_jax.prepare`` call it); `open_prepared` opens a built one without building anything (evaluation
+too). A dataset already built with the same settings is reused. Settings other than the named config's make
+a config of their own (``<config>-<hash>``), so differently built data never mixes.
 """
 
 from __future__ import annotations
 
-import argparse
-import ast
 import contextlib
 import fcntl
-import json
 import logging
 import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
+from pathlib import Path
 
-from bigsmall_jax.datasets import tfds_builders
-from bigsmall_jax.errors import UserError, cli_main
+import tensorflow_datasets as tfds
+
+from bigsmall_jax.datasets import registry
+from bigsmall_jax.datasets.tfds_builders import (
+    TORCH_BYTES_PER_FRAME,
+    BigSmallBuilder,
+    BigSmallConfig,
+    check_source_dir,
+    storage_stats,
+)
+from bigsmall_jax.errors import UserError, file_error
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +46,113 @@ def _build_lock(data_dir: str, name: str) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def _family_builder(cls: type[BigSmallBuilder], data_dir: str, cfg: BigSmallConfig, **kwargs) -> BigSmallBuilder:
+    """A family's builder of config `cfg` in `data_dir` (built or not); `kwargs` go to the builder."""
+    # A named config goes by name: TFDS refuses a copy of it (e.g. unpickled in a grain worker) as "custom".
+    config_arg = cfg.name if any(cfg is c for c in cls.BUILDER_CONFIGS) else cfg
+    return cls(data_dir=data_dir, config=config_arg, **kwargs)
+
+
+def _version_key(name: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(p) for p in name.split("."))
+    except ValueError:
+        return (-1,)
+
+
+def find_prepared(dataset: str, data_dir: str | os.PathLike, config: str | None = None) -> Path:
+    """The directory of a prepared dataset: ``<data_dir>/bigsmall_<name>/<config>/<version>``.
+
+    Args:
+      dataset: short or TFDS name ("synthetic", "bigsmall_bp4d_plus", ...).
+      data_dir: the TFDS data directory it was prepared into.
+      config: the config's directory name (e.g. "fold1", or "default-1a2b3c4d" for one built with
+        overrides); None: the only config prepared there.
+
+    Returns:
+      The newest prepared version's directory of that config.
+
+    Raises:
+      UserError: unknown dataset, nothing prepared, or several configs and none chosen.
+    """
+    name = registry.builder_class(dataset).name
+    root = Path(data_dir).expanduser() / name
+    hint = f"prepare it with `python -m bigsmall_jax.prepare --dataset {dataset} --data-dir {data_dir}`"
+
+    def prepared(config_dir: Path) -> list[Path]:
+        return sorted((v for v in config_dir.iterdir() if (v / "dataset_info.json").is_file()),
+                      key=lambda v: _version_key(v.name))
+
+    if not root.is_dir():
+        raise file_error(root, f"no prepared {name} dataset; {hint}")
+    configs = sorted(d.name for d in root.iterdir() if d.is_dir() and prepared(d))
+    if config is None:
+        if len(configs) != 1:
+            raise file_error(root, f"{'no prepared configs' if not configs else 'several prepared configs'}; "
+                                   f"choose one with --config ({', '.join(configs) or hint})")
+        config = configs[0]
+    if config not in configs:
+        raise file_error(root / config, f"config not prepared; prepared: {', '.join(configs) or 'none'}")
+    return prepared(root / config)[-1]
+
+
+def open_prepared(dataset: str, data_dir: str | os.PathLike, config: str | BigSmallConfig | None = None,
+                  **builder_kwargs) -> tfds.core.DatasetBuilder:
+    """The builder of a built dataset, read-only: nothing is built.
+
+    Args:
+      dataset: short or TFDS name.
+      data_dir: the TFDS data directory it was built into.
+      config: a `BigSmallConfig` (e.g. from `registry.make_config`): the family's own builder of exactly that
+        config. A config directory name ("fold1", "default-1a2b3c4d") or None (the only one there): the
+        newest version found on disk (`find_prepared`), opened from its directory, so configs made with
+        overrides open by name.
+      **builder_kwargs: family builder arguments (``source_dir``, ``progress``, ``workers``), with a
+        `BigSmallConfig` only.
+
+    Returns:
+      A prepared TFDS builder; ``tfds_builders.data_source(builder, split)`` reads a split.
+
+    Raises:
+      UserError: unknown dataset or config, or the dataset is not built / cannot be read.
+    """
+    if isinstance(config, BigSmallConfig):
+        cls = registry.builder_class(dataset)
+        builder = _family_builder(cls, os.fspath(os.path.expanduser(data_dir)), config, **builder_kwargs)
+        if not builder.is_prepared():
+            raise UserError(f"{builder.data_path}: dataset {cls.name}/{config.name} is not built "
+                            "(run python -m bigsmall_jax.prepare)")
+        return builder
+    path = find_prepared(dataset, data_dir, config)
+    try:
+        return tfds.builder_from_directory(os.fspath(path))
+    except Exception as e:  # noqa: BLE001 - TFDS raises many types for unreadable metadata
+        raise file_error(path, f"cannot read the prepared dataset ({type(e).__name__}: {e})") from None
+
+
+def _build(builder: BigSmallBuilder, data_dir: str, source_dir: str | os.PathLike | None) -> float:
+    """Builds `builder`'s dataset into `data_dir` (raw data from `source_dir`); returns the seconds taken."""
+    log.info("building %s/%s into %s", builder.name, builder.builder_config.name, builder.data_dir)
+    tfds.disable_progress_bar()  # ours is per video; TFDS's per-example bars would only add noise
+    start = time.perf_counter()
+    download_config = None
+    if source_dir is not None:
+        download_config = tfds.download.DownloadConfig(manual_dir=os.fspath(source_dir))
+    stale = sorted(p.name for p in builder.data_path.parent.glob("incomplete.*")) \
+        if builder.data_path.parent.exists() else []
+    if stale:
+        log.warning("%s: %s left by an interrupted build (never read; safe to delete)",
+                    builder.data_path.parent, ", ".join(stale))
+    # TFDS prints its own messages (stdout is for results); its download folder is not kept.
+    with contextlib.redirect_stdout(sys.stderr), \
+            tempfile.TemporaryDirectory(prefix=".downloads-", dir=data_dir) as download_dir:
+        builder.download_and_prepare(download_dir=download_dir, download_config=download_config)
+    return time.perf_counter() - start
+
+
 def ensure_dataset(name: str, data_dir: str | os.PathLike, *, config: str | None = None,
                    source_dir: str | os.PathLike | None = None, progress: bool = True, workers: int | None = None,
-                   **overrides):
+                   **overrides) -> BigSmallBuilder:
     """The builder of a dataset, built first if it is not yet in `data_dir`.
 
     Args:
@@ -63,54 +166,36 @@ def ensure_dataset(name: str, data_dir: str | os.PathLike, *, config: str | None
         (e.g. ``n_subjects=4, duration_s=3, frame_size=64``); None values are ignored.
 
     Returns:
-      The prepared `tfds_builders.BigSmallBuilder`; ``tfds_builders.data_source(builder, "train")`` reads it.
+      The prepared `tfds_builders.BigSmallBuilder` (`open_prepared`); ``tfds_builders.data_source(builder,
+      "train")`` reads it.
 
     Raises:
       UserError: unknown dataset / config / setting, missing raw data, or a bad recording. A failed build
         leaves nothing that loads.
     """
-    import tensorflow_datasets as tfds
-
-    cls = tfds_builders.builder_class(name)
-    cfg = tfds_builders.make_config(name, config, **overrides)
+    cls = registry.builder_class(name)
+    cfg = registry.make_config(name, config, **overrides)
     data_dir = os.fspath(os.path.expanduser(data_dir))
     if cls.needs_source:
-        tfds_builders.check_source_dir(cls.name, source_dir)
-    # A named config goes by name: TFDS refuses a copy of it (e.g. unpickled in a grain worker) as "custom".
-    config_arg = cfg.name if any(cfg is c for c in cls.BUILDER_CONFIGS) else cfg
+        check_source_dir(cls.name, source_dir)
+    kwargs = dict(source_dir=source_dir, progress=progress, workers=workers)
     with _build_lock(data_dir, f"{cls.name}-{cfg.name}"):
-        builder = cls(data_dir=data_dir, config=config_arg, source_dir=source_dir, progress=progress,
-                      workers=workers)
+        builder = _family_builder(cls, data_dir, cfg, **kwargs)
         if builder.is_prepared():
             log.info("%s/%s: already built in %s", cls.name, cfg.name, builder.data_dir)
             return builder
-        log.info("building %s/%s into %s", cls.name, cfg.name, builder.data_dir)
-        tfds.disable_progress_bar()  # ours is per video; TFDS's per-example bars would only add noise
-        start = time.perf_counter()
-        download_config = None
-        if source_dir is not None:
-            download_config = tfds.download.DownloadConfig(manual_dir=os.fspath(source_dir))
-        stale = sorted(p.name for p in builder.data_path.parent.glob("incomplete.*")) \
-            if builder.data_path.parent.exists() else []
-        if stale:
-            log.warning("%s: %s left by an interrupted build (never read; safe to delete)",
-                        builder.data_path.parent, ", ".join(stale))
-        # TFDS prints its own messages (stdout is for results); its download folder is not kept.
-        with contextlib.redirect_stdout(sys.stderr), \
-                tempfile.TemporaryDirectory(prefix=".downloads-", dir=data_dir) as download_dir:
-            builder.download_and_prepare(download_dir=download_dir, download_config=download_config)
-        seconds = time.perf_counter() - start
-        builder = cls(data_dir=data_dir, config=config_arg, source_dir=source_dir, progress=progress)
-    stats = tfds_builders.storage_stats(builder)["all"]
+        seconds = _build(builder, data_dir, source_dir)
+        builder = open_prepared(name, data_dir, cfg, **kwargs)
+    stats = storage_stats(builder)["all"]
     log.info("built %s/%s in %.1f s: %d frames, %.0f bytes/frame on disk (%.1fx less than the %d of float32 "
              "pickles)", cls.name, cfg.name, seconds, stats["frames"], stats["bytes_per_frame"],
-             stats["vs_torch"], tfds_builders.TORCH_BYTES_PER_FRAME)
+             stats["vs_torch"], TORCH_BYTES_PER_FRAME)
     return builder
 
 
 def summary(builder) -> dict:
     """A JSON-able description of a built dataset: location, config settings, clips per split, storage."""
-    stats = tfds_builders.storage_stats(builder)
+    stats = storage_stats(builder)
     return {
         "dataset": builder.name,
         "config": builder.builder_config.name,
@@ -121,62 +206,5 @@ def summary(builder) -> dict:
                        "bytes_per_frame": round(stats[s]["bytes_per_frame"], 1)}
                    for s, i in builder.info.splits.items()},
         "bytes_per_frame": round(stats["all"]["bytes_per_frame"], 1),
-        "torch_bytes_per_frame": tfds_builders.TORCH_BYTES_PER_FRAME,
+        "torch_bytes_per_frame": TORCH_BYTES_PER_FRAME,
     }
-
-
-def _parse_set(items: Sequence[str]) -> dict:
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UserError(f"--set {item!r}: expected KEY=VALUE")
-        try:
-            out[key.strip()] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            out[key.strip()] = value  # a plain string, e.g. face_crop=every
-    return out
-
-
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bigsmall_jax.prepare", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", default="synthetic",
-                   help=f"one of: {', '.join(tfds_builders.BUILDERS)} (default: synthetic)")
-    p.add_argument("--data-dir", required=True, help="TFDS data directory to build into")
-    p.add_argument("--source-dir", default=None, help="raw dataset directory (real datasets)")
-    p.add_argument("--config", default=None, help="builder config (e.g. fold1..fold3 for bp4d_plus)")
-    g = p.add_argument_group("synthetic data (bigsmall_jax.synthetic.SyntheticConfig)")
-    g.add_argument("--n-subjects", type=int, default=None)
-    g.add_argument("--videos-per-subject", type=int, default=None)
-    g.add_argument("--duration-s", type=float, default=None)
-    g.add_argument("--fps", type=float, default=None)
-    g.add_argument("--frame-size", type=int, default=None)
-    g.add_argument("--seed", type=int, default=None)
-    g = p.add_argument_group("preprocessing (tfds_builders.BigSmallConfig)")
-    g.add_argument("--big-size", type=int, default=None)
-    g.add_argument("--small-size", type=int, default=None)
-    g.add_argument("--n-segment", type=int, default=None)
-    g.add_argument("--face-crop", default=None, help="first | every | median | none | box")
-    g.add_argument("--tail", default=None, help="drop | pad")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="any other BigSmallConfig / SyntheticConfig field (Python literal values)")
-    p.add_argument("--workers", type=int, default=None,
-                   help="parallel processes generating/preprocessing synthetic videos (default: automatic)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return p.parse_args(argv)
-
-
-@cli_main
-def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_args(argv)
-    overrides = {k: getattr(args, k) for k in ("n_subjects", "videos_per_subject", "duration_s", "fps", "frame_size",
-                                               "seed", "big_size", "small_size", "n_segment", "face_crop", "tail")}
-    overrides.update(_parse_set(args.set))
-    builder = ensure_dataset(args.dataset, args.data_dir, config=args.config, source_dir=args.source_dir,
-                             progress=not args.no_progress, workers=args.workers, **overrides)
-    print(json.dumps(summary(builder), indent=2))
-
-
-if __name__ == "__main__":
-    main()

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import imageio
 import numpy as np
 
 from bigsmall_jax.errors import UserError, file_error
+from bigsmall_jax.files import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -186,9 +186,7 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float, lossles
         codec, pixfmt, params = "libx264rgb", "rgb24", ["-qp", "0", "-preset", "veryfast"]
     else:
         codec, pixfmt, params = "libx264", "yuv444p", ["-crf", "18", "-preset", "veryfast"]
-    fd, tmp = tempfile.mkstemp(suffix=path.suffix or ".mp4", prefix=f".{path.stem}.", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=path.suffix or ".mp4") as tmp:
         writer = imageio.get_writer(
             tmp, format="FFMPEG", fps=float(fps), codec=codec, pixelformat=pixfmt, macro_block_size=1,
             output_params=params, ffmpeg_log_level="error",
@@ -198,7 +196,3 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float, lossles
                 writer.append_data(frame)
         finally:
             writer.close()
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

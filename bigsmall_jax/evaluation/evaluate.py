@@ -27,7 +27,9 @@ from tqdm import tqdm
 
 from bigsmall_jax.checkpoints.model_dir import load_checkpoint
 from bigsmall_jax.datasets.input_pipeline import iter_videos
-from bigsmall_jax.errors import UserError, file_error
+from bigsmall_jax.datasets.prepare import open_prepared
+from bigsmall_jax.datasets.tfds_builders import data_source
+from bigsmall_jax.errors import UserError
 from bigsmall_jax.evaluation import metrics, plots
 from bigsmall_jax.figures import new_figure, save_png
 from bigsmall_jax.files import staged_outputs, to_json
@@ -234,60 +236,10 @@ def evaluate_split(model: BigSmall, variables, data_source, batch_clips: int = 1
 # Prepared datasets.
 
 
-def _version_key(name: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(p) for p in name.split("."))
-    except ValueError:
-        return (-1,)
-
-
-def find_prepared(dataset: str, data_dir: str | os.PathLike, config: str | None = None) -> Path:
-    """The directory of a prepared dataset: ``<data_dir>/bigsmall_<name>/<config>/<version>``.
-
-    Args:
-      dataset: short or TFDS name ("synthetic", "bigsmall_bp4d_plus", ...).
-      data_dir: the TFDS data directory it was prepared into.
-      config: the config's directory name (e.g. "fold1", or "default-1a2b3c4d" for one built with
-        overrides); None: the only config prepared there.
-
-    Raises:
-      UserError: unknown dataset, nothing prepared, or several configs and none chosen.
-    """
-    from bigsmall_jax.datasets import tfds_builders
-
-    name = tfds_builders.builder_class(dataset).name
-    root = Path(data_dir).expanduser() / name
-    hint = f"prepare it with `python -m bigsmall_jax.prepare --dataset {dataset} --data-dir {data_dir}`"
-
-    def prepared(config_dir: Path) -> list[Path]:
-        return sorted((v for v in config_dir.iterdir() if (v / "dataset_info.json").is_file()),
-                      key=lambda v: _version_key(v.name))
-
-    if not root.is_dir():
-        raise file_error(root, f"no prepared {name} dataset; {hint}")
-    configs = sorted(d.name for d in root.iterdir() if d.is_dir() and prepared(d))
-    if config is None:
-        if len(configs) != 1:
-            raise file_error(root, f"{'no prepared configs' if not configs else 'several prepared configs'}; "
-                                   f"choose one with --config ({', '.join(configs) or hint})")
-        config = configs[0]
-    if config not in configs:
-        raise file_error(root / config, f"config not prepared; prepared: {', '.join(configs) or 'none'}")
-    return prepared(root / config)[-1]
-
-
 def load_split(dataset: str, data_dir: str | os.PathLike, split: str = "test", config: str | None = None):
     """(builder, data source) of one split of a prepared dataset (read-only; nothing is built)."""
-    import tensorflow_datasets as tfds
-
-    from bigsmall_jax.datasets import tfds_builders
-
-    path = find_prepared(dataset, data_dir, config)
-    try:
-        builder = tfds.builder_from_directory(os.fspath(path))
-    except Exception as e:  # noqa: BLE001 - TFDS raises many types for unreadable metadata
-        raise file_error(path, f"cannot read the prepared dataset ({type(e).__name__}: {e})") from None
-    return builder, tfds_builders.data_source(builder, split)
+    builder = open_prepared(dataset, data_dir, config)
+    return builder, data_source(builder, split)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -463,6 +415,6 @@ def write_results(results: dict, predictions: Sequence[Mapping], output: Path, w
 
 
 __all__ = [
-    "evaluate_checkpoint", "evaluate_split", "find_prepared", "format_table", "load_split", "pad_to_segments",
+    "evaluate_checkpoint", "evaluate_split", "format_table", "load_split", "pad_to_segments",
     "plot_au_f1", "predict_frames", "predict_videos", "save_plots", "write_results",
 ]

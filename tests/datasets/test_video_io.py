@@ -6,7 +6,7 @@ import imageio
 import numpy as np
 import pytest
 
-from bigsmall_jax.datasets.video_io import read_video, write_video
+from bigsmall_jax.datasets.video_io import _FrameBuffer, read_video, write_video
 from bigsmall_jax.errors import UserError
 
 
@@ -100,8 +100,6 @@ def test_write_rejects_bad_frames(tmp_path):
 
 def test_frame_buffer_grows_and_keeps_every_frame():
     """Whatever the capacity hint (too small, exact, far too large), the frames come back in order."""
-    from bigsmall_jax.datasets.video_io import _FrameBuffer
-
     frames = _frames(t=11)
     for hint in (1, 11, 1000):
         buf = _FrameBuffer("clip.mp4", hint)

@@ -1,4 +1,4 @@
-"""TFDS builders: preprocessed BigSmall clips stored as ArrayRecord files, one family per dataset.
+"""The shared TFDS builder of BigSmall clips: config, features, clips of a video, storage and reading.
 
 One example is one clip of ``n_segment`` consecutive frames, with everything needed to train on it and
 to put the clips of a video back together in order for evaluation:
@@ -32,10 +32,7 @@ frame costs B*B*3 + S*S*3*4 bytes plus labels, 63.3 KB serialized at 144/9 inste
 PyTorch original's float32 pickles; ArrayRecord compresses the files further (51 KB per frame on disk for
 the default synthetic dataset, 4.9x less). `storage_stats` measures it on the built files.
 
-Families (``name``): `bigsmall_synthetic` (default), `bigsmall_bp4d_plus` (configs fold1..fold3, the
-paper's subject-independent folds; the pulse label is the POS pseudo-PPG ``pos_env_norm_bvp`` in
-``train`` and the blood-pressure wave in ``test``, the paper's recipe), `bigsmall_ubfc_rppg`,
-`bigsmall_pure` and `bigsmall_generic` (videos + CSV). They share `BigSmallBuilder`; a family only names
+The families (`bigsmall_jax.datasets.tfds_builders.families`) share `BigSmallBuilder`; a family only names
 its reader, its label kinds and how subjects are assigned to splits. Real datasets read the raw files
 from ``source_dir`` (a builder argument) or TFDS's ``manual_dir``.
 
@@ -48,10 +45,8 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import hashlib
 import json
 import logging
-import multiprocessing
 import os
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -61,6 +56,7 @@ import tensorflow_datasets as tfds
 from etils import epath
 from tqdm import tqdm
 
+from bigsmall_jax.datasets.preprocess import PreprocessConfig, chunk_video, preprocess_recording
 from bigsmall_jax.datasets.recording import AU_NAMES, Recording
 from bigsmall_jax.errors import UserError, file_error
 
@@ -126,10 +122,8 @@ class BigSmallConfig(tfds.core.BuilderConfig):
     split_fractions: tuple[tuple[str, float], ...] = (("train", 0.6), ("validation", 0.2), ("test", 0.2))
     synthetic: dict[str, Any] = dataclasses.field(default_factory=dict)
 
-    def preprocess_config(self):
+    def preprocess_config(self) -> PreprocessConfig:
         """The `bigsmall_jax.datasets.preprocess.PreprocessConfig` this dataset is built with."""
-        from bigsmall_jax.datasets.preprocess import PreprocessConfig
-
         return PreprocessConfig(big_size=self.big_size, small_size=self.small_size, face_crop=self.face_crop,
                                 crop_every=self.crop_every, enlarge=self.enlarge, n_segment=self.n_segment,
                                 tail=self.tail)
@@ -210,8 +204,6 @@ def clip_examples(video, config: BigSmallConfig, source: str = "") -> Iterator[d
     Raises:
       UserError: a label kind in ``config.labels`` is missing from the video, or Big/Small are not finite.
     """
-    from bigsmall_jax.datasets.preprocess import chunk_video
-
     source = source or video.name
     missing = [k for k in config.labels if k not in video.labels]
     if missing:
@@ -333,8 +325,6 @@ class BigSmallBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
     def _preprocessed_videos(self, root, split: str, subjects: Sequence[str]) -> tuple[int | None, Iterator]:
         """(number of videos if known, iterator of `PreprocessedVideo`) of a split, in a fixed order."""
-        from bigsmall_jax.datasets.preprocess import preprocess_recording
-
         config = self.builder_config
         pp_config = config.preprocess_config()
         bvp_key = config.test_bvp_key if split == "test" else config.train_bvp_key
@@ -370,7 +360,7 @@ class BigSmallBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Families.
+# Raw data, storage and reading.
 
 
 def check_source_dir(name: str, root) -> None:
@@ -379,245 +369,6 @@ def check_source_dir(name: str, root) -> None:
         where = root if root is not None else "(none given)"
         raise UserError(f"{name}: raw data directory {where} does not exist; pass --source-dir DIR "
                         "(source_dir=...) pointing at the raw dataset")
-
-
-def _synthetic_config(settings: dict[str, Any]):
-    from bigsmall_jax import synthetic
-
-    try:
-        return synthetic.SyntheticConfig(**settings)
-    except TypeError as e:
-        names = ", ".join(f.name for f in dataclasses.fields(synthetic.SyntheticConfig))
-        raise UserError(f"bad synthetic setting ({e}); valid: {names}") from None
-
-
-class BigsmallSynthetic(BigSmallBuilder):
-    """Synthetic faces with known pulse, respiration and AUs (`bigsmall_jax.synthetic`); splits by subject."""
-
-    name = "bigsmall_synthetic"
-    DESCRIPTION = "Synthetic BigSmall clips (bigsmall_jax.synthetic), split by subject."
-    BUILDER_CONFIGS = [
-        BigSmallConfig(name="default", face_crop="box",
-                       description="Default SyntheticConfig, 144/9 pixels, 3-frame clips, all labels."),
-    ]
-    needs_source = False
-
-    def _split_subjects(self, root):
-        from bigsmall_jax import synthetic
-
-        splits = synthetic.subject_splits(_synthetic_config(self.builder_config.synthetic))
-        return {name: [str(s) for s in splits[name]] for name in SPLITS if name in splits}
-
-    def _iter_recordings(self, root, subjects):
-        from bigsmall_jax import synthetic
-
-        cfg = _synthetic_config(self.builder_config.synthetic)
-        count = len(set(subjects)) * cfg.videos_per_subject
-        return count, synthetic.iter_recordings(cfg, subjects=list(subjects))
-
-    def _preprocessed_videos(self, root, split, subjects):
-        from bigsmall_jax import synthetic
-
-        cfg = _synthetic_config(self.builder_config.synthetic)
-        wanted = set(subjects)
-        tasks = [(self.builder_config.synthetic, s, v, self.builder_config.preprocess_config())
-                 for s in range(cfg.n_subjects) if synthetic.subject_id(s) in wanted
-                 for v in range(cfg.videos_per_subject)]
-        workers = self._workers
-        if workers is None:
-            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-            big_enough = cfg.n_subjects * cfg.videos_per_subject * cfg.num_frames >= 2000
-            workers = min(cores, 4, len(tasks)) if big_enough and cores > 1 else 0
-        if workers <= 0:
-            return super()._preprocessed_videos(root, split, subjects)
-        return len(tasks), _pool_map(_synthetic_video, tasks, workers)
-
-
-def _synthetic_video(task):
-    """Worker: generate and preprocess one synthetic video."""
-    from bigsmall_jax import synthetic
-    from bigsmall_jax.datasets.preprocess import preprocess_recording
-
-    settings, subject_index, video_index, pp_config = task
-    rec = synthetic.generate_recording(subject_index, video_index, _synthetic_config(settings))
-    return preprocess_recording(rec, pp_config)
-
-
-def _pool_map(fn, tasks: Sequence, workers: int) -> Iterator:
-    """fn(task) for every task in order, computed by `workers` spawned processes (safe after JAX started)."""
-    pool = multiprocessing.get_context("spawn").Pool(workers)
-    try:
-        yield from pool.imap(fn, tasks)
-        pool.close()  # let the workers exit on their own: terminating them leaks their semaphores
-    except BaseException:
-        pool.terminate()
-        raise
-    finally:
-        pool.join()
-
-
-class _RealDatasetBuilder(BigSmallBuilder, skip_registration=True):
-    """A family read by a `bigsmall_jax.datasets` reader; subjects split by `BigSmallConfig.split_fractions`."""
-
-    READER: str = ""
-
-    def _reader(self):
-        from bigsmall_jax.datasets import readers as datasets
-
-        return datasets.READERS[self.READER]
-
-    def _split_subjects(self, root):
-        subjects = self._reader().list_subjects(root)
-        if not subjects:
-            raise file_error(root, f"no {self.READER} recordings found")
-        return split_by_fraction(subjects, self.builder_config.split_fractions)
-
-    def _iter_recordings(self, root, subjects):
-        return None, self._reader().iter_recordings(root, subjects=list(subjects))
-
-
-class BigsmallBp4dPlus(_RealDatasetBuilder):
-    """BP4D+ (the paper's data): 12 AUs, blood pressure / POS pulse, respiration; the paper's 3 folds."""
-
-    name = "bigsmall_bp4d_plus"
-    READER = "bp4d_plus"
-    DESCRIPTION = ("BP4D+ clips, the paper's subject-independent folds. Pulse label: POS pseudo-PPG "
-                   "(pos_env_norm_bvp) in train, the blood-pressure wave in test.")
-    BUILDER_CONFIGS = [
-        BigSmallConfig(name=f"fold{k}", fold=k, labels=("bvp", "resp", "au"), train_bvp_key="pos_env_norm_bvp",
-                       test_bvp_key="bvp", description=f"Fold {k}: SplitK_Train -> train, SplitK_Test -> test.")
-        for k in (1, 2, 3)
-    ]
-    DEFAULT_CONFIG_NAME = "fold1"
-    MANUAL_DOWNLOAD_INSTRUCTIONS = "Pass the BP4D+ root (the unpacked dataset) as source_dir."
-
-    def _split_subjects(self, root):
-        from bigsmall_jax.datasets import readers as datasets
-
-        folds = datasets.bp4d_fold_subjects(self.builder_config.fold)
-        return {"train": list(folds["train"]), "test": list(folds["test"])}
-
-
-def _pulse_only_configs() -> list[BigSmallConfig]:
-    """The configs of a pulse-only dataset: a subject split for training, and all-test for cross-dataset tests."""
-    return [
-        BigSmallConfig(name="default", labels=("bvp",), optional_labels=("hr_bpm",),
-                       description="Subjects 60/20/20 into train/validation/test (sorted ids)."),
-        BigSmallConfig(name="all_test", labels=("bvp",), optional_labels=("hr_bpm",),
-                       split_fractions=(("test", 1.0),),
-                       description="Every subject in test (cross-dataset evaluation)."),
-    ]
-
-
-class BigsmallUbfcRppg(_RealDatasetBuilder):
-    """UBFC-rPPG: PPG (and the HR it gives) only."""
-
-    name = "bigsmall_ubfc_rppg"
-    READER = "ubfc_rppg"
-    DESCRIPTION = "UBFC-rPPG clips (pulse only), split by subject."
-    BUILDER_CONFIGS = _pulse_only_configs()
-
-
-class BigsmallPure(_RealDatasetBuilder):
-    """PURE: PPG (and the HR it gives) only."""
-
-    name = "bigsmall_pure"
-    READER = "pure"
-    DESCRIPTION = "PURE clips (pulse only), split by subject."
-    BUILDER_CONFIGS = _pulse_only_configs()
-
-
-class BigsmallGeneric(_RealDatasetBuilder):
-    """Any videos with per-frame labels in CSV files (`bigsmall_jax.datasets` generic reader)."""
-
-    name = "bigsmall_generic"
-    READER = "generic"
-    DESCRIPTION = "Videos + per-frame CSV labels; labels a video lacks are NaN."
-    BUILDER_CONFIGS = [
-        BigSmallConfig(name="default", labels=(), optional_labels=LABEL_KINDS,
-                       description="Subjects 60/20/20 into train/validation/test; every label optional."),
-        BigSmallConfig(name="all_test", labels=(), optional_labels=LABEL_KINDS, split_fractions=(("test", 1.0),),
-                       description="Every subject in test; every label optional."),
-    ]
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Lookup by short name, custom configs, storage statistics.
-
-BUILDERS: dict[str, type[BigSmallBuilder]] = {
-    "synthetic": BigsmallSynthetic,
-    "bp4d_plus": BigsmallBp4dPlus,
-    "ubfc_rppg": BigsmallUbfcRppg,
-    "pure": BigsmallPure,
-    "generic": BigsmallGeneric,
-}
-
-
-def builder_class(dataset: str) -> type[BigSmallBuilder]:
-    """The builder class of a dataset, by short name ("synthetic") or TFDS name ("bigsmall_synthetic")."""
-    name = dataset.removeprefix("bigsmall_")
-    if name not in BUILDERS:
-        raise UserError(f"unknown dataset {dataset!r}; valid: {', '.join(BUILDERS)}")
-    return BUILDERS[name]
-
-
-_CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(BigSmallConfig)
-                       if f.name not in {g.name for g in dataclasses.fields(tfds.core.BuilderConfig)})
-
-
-def make_config(dataset: str, config: str | None = None, **overrides) -> BigSmallConfig:
-    """A dataset's named config, with `overrides` applied as a new config of a derived name.
-
-    Args:
-      dataset: short or TFDS name (see `builder_class`).
-      config: a name in the family's BUILDER_CONFIGS (None: the family's default).
-      **overrides: `BigSmallConfig` fields (``big_size=...``, ``n_segment=...``, ...); for the synthetic
-        family also `bigsmall_jax.synthetic.SyntheticConfig` fields (``n_subjects=...``, ...). None values
-        are ignored.
-
-    Returns:
-      The named config itself when there is nothing to override; otherwise a copy named
-      ``<config>-<8 hex digits of the settings' hash>`` (the same settings always give the same name, so
-      the same data directory).
-
-    Raises:
-      UserError: unknown config name or unknown setting.
-    """
-    cls = builder_class(dataset)
-    configs = {c.name: c for c in cls.BUILDER_CONFIGS}
-    config = config or cls.DEFAULT_CONFIG_NAME
-    if config not in configs:
-        raise UserError(f"{cls.name}: unknown config {config!r}; valid: {', '.join(configs)}")
-    base = configs[config]
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    if not overrides:
-        return base
-    fields, synth = {}, dict(base.synthetic)
-    synth_fields: tuple[str, ...] = ()
-    if cls is BigsmallSynthetic:
-        from bigsmall_jax import synthetic
-
-        synth_fields = tuple(f.name for f in dataclasses.fields(synthetic.SyntheticConfig))
-    for key, value in overrides.items():
-        if key in _CONFIG_FIELDS and key != "synthetic":
-            fields[key] = tuple(value) if key in ("labels", "optional_labels", "split_fractions") else value
-        elif key in synth_fields:
-            synth[key] = value
-        else:
-            raise UserError(f"{cls.name}: unknown setting {key!r}; valid: "
-                            f"{', '.join(k for k in (*_CONFIG_FIELDS, *synth_fields) if k != 'synthetic')}")
-    for key in ("labels", "optional_labels"):
-        bad = [k for k in fields.get(key, ()) if k not in LABEL_KINDS]
-        if bad:
-            raise UserError(f"unknown label kind(s) {bad}; valid: {', '.join(LABEL_KINDS)}")
-    new = dataclasses.replace(base, synthetic=synth, **fields)
-    new.preprocess_config()  # bad settings fail here, before anything is written
-    if cls is BigsmallSynthetic:
-        _synthetic_config(new.synthetic)
-    digest = hashlib.sha1(json.dumps(new.settings(), sort_keys=True).encode()).hexdigest()[:8]
-    changed = {**fields, **{k: synth[k] for k in synth if synth.get(k) != base.synthetic.get(k)}}
-    return dataclasses.replace(new, name=f"{base.name}-{digest}",
-                               description=f"{base.description or base.name} With {changed}.")
 
 
 def storage_stats(builder: tfds.core.DatasetBuilder) -> dict[str, dict[str, float]]:
@@ -658,9 +409,3 @@ def data_source(builder: tfds.core.DatasetBuilder, split: str):
         raise UserError(f"{builder.data_path}: no split {split!r}; valid: {', '.join(splits)}")
     return builder.as_data_source(split=split)
 
-
-__all__ = [
-    "BUILDERS", "LABEL_KINDS", "SPLITS", "TORCH_BYTES_PER_FRAME", "BigSmallBuilder", "BigSmallConfig",
-    "BigsmallBp4dPlus", "BigsmallGeneric", "BigsmallPure", "BigsmallSynthetic", "BigsmallUbfcRppg",
-    "builder_class", "clip_examples", "data_source", "make_config", "split_by_fraction", "storage_stats",
-]

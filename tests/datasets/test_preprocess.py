@@ -13,7 +13,7 @@ from bigsmall_jax.datasets import preprocess as pp
 from bigsmall_jax.datasets.recording import Recording
 from bigsmall_jax.errors import UserError
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,234 @@
+"""The dataset families: one TFDS builder per dataset, and configs derived from a family's named ones.
+
+Families (TFDS ``name``): `bigsmall_synthetic` (default), `bigsmall_bp4d_plus` (configs fold1..fold3, the
+paper's subject-independent folds; the pulse label is the POS pseudo-PPG ``pos_env_norm_bvp`` in
+``train`` and the blood-pressure wave in ``test``, the paper's recipe), `bigsmall_ubfc_rppg`,
+`bigsmall_pure` and `bigsmall_generic` (videos + CSV). A real-data family names its reader
+(`bigsmall_jax.datasets.readers`) as ``READER``; `bigsmall_jax.datasets.registry` lists the families by
+short name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import multiprocessing
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import tensorflow_datasets as tfds
+
+from bigsmall_jax import synthetic
+from bigsmall_jax.datasets.preprocess import PreprocessedVideo, preprocess_recording
+from bigsmall_jax.datasets.readers import bp4d_plus, generic, pure, ubfc_rppg
+from bigsmall_jax.datasets.readers.common import Reader
+from bigsmall_jax.datasets.tfds_builders.builder import (
+    LABEL_KINDS,
+    SPLITS,
+    BigSmallBuilder,
+    BigSmallConfig,
+    split_by_fraction,
+)
+from bigsmall_jax.errors import UserError, file_error
+
+
+def _synthetic_config(settings: dict[str, Any]) -> synthetic.SyntheticConfig:
+    """A `SyntheticConfig` from a config's ``synthetic`` settings; `UserError` listing the fields otherwise."""
+    try:
+        return synthetic.SyntheticConfig(**settings)
+    except TypeError as e:
+        names = ", ".join(f.name for f in dataclasses.fields(synthetic.SyntheticConfig))
+        raise UserError(f"bad synthetic setting ({e}); valid: {names}") from None
+
+
+class BigsmallSynthetic(BigSmallBuilder):
+    """Synthetic faces with known pulse, respiration and AUs (`bigsmall_jax.synthetic`); splits by subject."""
+
+    name = "bigsmall_synthetic"
+    DESCRIPTION = "Synthetic BigSmall clips (bigsmall_jax.synthetic), split by subject."
+    BUILDER_CONFIGS = [
+        BigSmallConfig(name="default", face_crop="box",
+                       description="Default SyntheticConfig, 144/9 pixels, 3-frame clips, all labels."),
+    ]
+    needs_source = False
+
+    def _split_subjects(self, root):
+        splits = synthetic.subject_splits(_synthetic_config(self.builder_config.synthetic))
+        return {name: [str(s) for s in splits[name]] for name in SPLITS if name in splits}
+
+    def _iter_recordings(self, root, subjects):
+        cfg = _synthetic_config(self.builder_config.synthetic)
+        count = len(set(subjects)) * cfg.videos_per_subject
+        return count, synthetic.iter_recordings(cfg, subjects=list(subjects))
+
+    def _preprocessed_videos(self, root, split, subjects):
+        cfg = _synthetic_config(self.builder_config.synthetic)
+        wanted = set(subjects)
+        tasks = [(self.builder_config.synthetic, s, v, self.builder_config.preprocess_config())
+                 for s in range(cfg.n_subjects) if synthetic.subject_id(s) in wanted
+                 for v in range(cfg.videos_per_subject)]
+        workers = self._workers
+        if workers is None:
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+            big_enough = cfg.n_subjects * cfg.videos_per_subject * cfg.num_frames >= 2000
+            workers = min(cores, 4, len(tasks)) if big_enough and cores > 1 else 0
+        if workers <= 0:
+            return super()._preprocessed_videos(root, split, subjects)
+        return len(tasks), _pool_map(_synthetic_video, tasks, workers)
+
+
+def _synthetic_video(task) -> PreprocessedVideo:
+    """Worker: generate and preprocess one synthetic video."""
+    settings, subject_index, video_index, pp_config = task
+    rec = synthetic.generate_recording(subject_index, video_index, _synthetic_config(settings))
+    return preprocess_recording(rec, pp_config)
+
+
+def _pool_map(fn, tasks: Sequence, workers: int) -> Iterator:
+    """fn(task) for every task in order, computed by `workers` spawned processes (safe after JAX started)."""
+    pool = multiprocessing.get_context("spawn").Pool(workers)
+    try:
+        yield from pool.imap(fn, tasks)
+        pool.close()  # let the workers exit on their own: terminating them leaks their semaphores
+    except BaseException:
+        pool.terminate()
+        raise
+    finally:
+        pool.join()
+
+
+class _RealDatasetBuilder(BigSmallBuilder, skip_registration=True):
+    """A family read by a `bigsmall_jax.datasets` reader; subjects split by `BigSmallConfig.split_fractions`."""
+
+    READER: Reader
+
+    def _split_subjects(self, root):
+        subjects = self.READER.list_subjects(root)
+        if not subjects:
+            raise file_error(root, f"no {self.name.removeprefix('bigsmall_')} recordings found")
+        return split_by_fraction(subjects, self.builder_config.split_fractions)
+
+    def _iter_recordings(self, root, subjects):
+        return None, self.READER.iter_recordings(root, subjects=list(subjects))
+
+
+class BigsmallBp4dPlus(_RealDatasetBuilder):
+    """BP4D+ (the paper's data): 12 AUs, blood pressure / POS pulse, respiration; the paper's 3 folds."""
+
+    name = "bigsmall_bp4d_plus"
+    READER = bp4d_plus.READER
+    DESCRIPTION = ("BP4D+ clips, the paper's subject-independent folds. Pulse label: POS pseudo-PPG "
+                   "(pos_env_norm_bvp) in train, the blood-pressure wave in test.")
+    BUILDER_CONFIGS = [
+        BigSmallConfig(name=f"fold{k}", fold=k, labels=("bvp", "resp", "au"), train_bvp_key="pos_env_norm_bvp",
+                       test_bvp_key="bvp", description=f"Fold {k}: SplitK_Train -> train, SplitK_Test -> test.")
+        for k in (1, 2, 3)
+    ]
+    DEFAULT_CONFIG_NAME = "fold1"
+    MANUAL_DOWNLOAD_INSTRUCTIONS = "Pass the BP4D+ root (the unpacked dataset) as source_dir."
+
+    def _split_subjects(self, root):
+        folds = bp4d_plus.bp4d_fold_subjects(self.builder_config.fold)
+        return {"train": list(folds["train"]), "test": list(folds["test"])}
+
+
+def _pulse_only_configs() -> list[BigSmallConfig]:
+    """The configs of a pulse-only dataset: a subject split for training, and all-test for cross-dataset tests."""
+    return [
+        BigSmallConfig(name="default", labels=("bvp",), optional_labels=("hr_bpm",),
+                       description="Subjects 60/20/20 into train/validation/test (sorted ids)."),
+        BigSmallConfig(name="all_test", labels=("bvp",), optional_labels=("hr_bpm",),
+                       split_fractions=(("test", 1.0),),
+                       description="Every subject in test (cross-dataset evaluation)."),
+    ]
+
+
+class BigsmallUbfcRppg(_RealDatasetBuilder):
+    """UBFC-rPPG: PPG (and the HR it gives) only."""
+
+    name = "bigsmall_ubfc_rppg"
+    READER = ubfc_rppg.READER
+    DESCRIPTION = "UBFC-rPPG clips (pulse only), split by subject."
+    BUILDER_CONFIGS = _pulse_only_configs()
+
+
+class BigsmallPure(_RealDatasetBuilder):
+    """PURE: PPG (and the HR it gives) only."""
+
+    name = "bigsmall_pure"
+    READER = pure.READER
+    DESCRIPTION = "PURE clips (pulse only), split by subject."
+    BUILDER_CONFIGS = _pulse_only_configs()
+
+
+class BigsmallGeneric(_RealDatasetBuilder):
+    """Any videos with per-frame labels in CSV files (`bigsmall_jax.datasets` generic reader)."""
+
+    name = "bigsmall_generic"
+    READER = generic.READER
+    DESCRIPTION = "Videos + per-frame CSV labels; labels a video lacks are NaN."
+    BUILDER_CONFIGS = [
+        BigSmallConfig(name="default", labels=(), optional_labels=LABEL_KINDS,
+                       description="Subjects 60/20/20 into train/validation/test; every label optional."),
+        BigSmallConfig(name="all_test", labels=(), optional_labels=LABEL_KINDS, split_fractions=(("test", 1.0),),
+                       description="Every subject in test; every label optional."),
+    ]
+
+
+_CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(BigSmallConfig)
+                       if f.name not in {g.name for g in dataclasses.fields(tfds.core.BuilderConfig)})
+
+
+def derive_config(cls: type[BigSmallBuilder], config: str | None = None, **overrides) -> BigSmallConfig:
+    """A family's named config, with `overrides` applied as a new config of a derived name.
+
+    Args:
+      cls: the family's builder class.
+      config: a name in the family's BUILDER_CONFIGS (None: the family's default).
+      **overrides: `BigSmallConfig` fields (``big_size=...``, ``n_segment=...``, ...); for the synthetic
+        family also `bigsmall_jax.synthetic.SyntheticConfig` fields (``n_subjects=...``, ...). None values
+        are ignored.
+
+    Returns:
+      The named config itself when there is nothing to override; otherwise a copy named
+      ``<config>-<8 hex digits of the settings' hash>`` (the same settings always give the same name, so
+      the same data directory).
+
+    Raises:
+      UserError: unknown config name or unknown setting.
+    """
+    configs = {c.name: c for c in cls.BUILDER_CONFIGS}
+    config = config or cls.DEFAULT_CONFIG_NAME
+    if config not in configs:
+        raise UserError(f"{cls.name}: unknown config {config!r}; valid: {', '.join(configs)}")
+    base = configs[config]
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if not overrides:
+        return base
+    fields, synth = {}, dict(base.synthetic)
+    synth_fields: tuple[str, ...] = ()
+    if cls is BigsmallSynthetic:
+        synth_fields = tuple(f.name for f in dataclasses.fields(synthetic.SyntheticConfig))
+    for key, value in overrides.items():
+        if key in _CONFIG_FIELDS and key != "synthetic":
+            fields[key] = tuple(value) if key in ("labels", "optional_labels", "split_fractions") else value
+        elif key in synth_fields:
+            synth[key] = value
+        else:
+            raise UserError(f"{cls.name}: unknown setting {key!r}; valid: "
+                            f"{', '.join(k for k in (*_CONFIG_FIELDS, *synth_fields) if k != 'synthetic')}")
+    for key in ("labels", "optional_labels"):
+        bad = [k for k in fields.get(key, ()) if k not in LABEL_KINDS]
+        if bad:
+            raise UserError(f"unknown label kind(s) {bad}; valid: {', '.join(LABEL_KINDS)}")
+    new = dataclasses.replace(base, synthetic=synth, **fields)
+    new.preprocess_config()  # bad settings fail here, before anything is written
+    if cls is BigsmallSynthetic:
+        _synthetic_config(new.synthetic)
+    digest = hashlib.sha1(json.dumps(new.settings(), sort_keys=True).encode()).hexdigest()[:8]
+    changed = {**fields, **{k: synth[k] for k in synth if synth.get(k) != base.synthetic.get(k)}}
+    return dataclasses.replace(new, name=f"{base.name}-{digest}",
+                               description=f"{base.description or base.name} With {changed}.")
+
