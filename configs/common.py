@@ -17,7 +17,7 @@ from __future__ import annotations
 import ml_collections
 
 from bigsmall_jax.datasets.recording import BP4D_AU_POS_WEIGHT
-from bigsmall_jax.model.bigsmall import NAMED_VARIANTS, ModelConfig
+from bigsmall_jax.model import NAMED_VARIANTS, ModelConfig
 
 
 def model_section(variant: str = "bigsmall", **overrides) -> ml_collections.ConfigDict:

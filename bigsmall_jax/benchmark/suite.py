@@ -61,18 +61,11 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from bigsmall_jax.checkpoints.model_dir import write_json_atomic
 from bigsmall_jax.datasets.recording import BP4D_AU_POS_WEIGHT
 from bigsmall_jax.errors import UserError, cli_main, file_error
-from bigsmall_jax.model.bigsmall import (
-    DTYPES,
-    NAMED_VARIANTS,
-    BigSmall,
-    build_model,
-    count_params,
-    init_variables,
-    named_config,
-)
+from bigsmall_jax.files import write_json_atomic
+from bigsmall_jax.model import NAMED_VARIANTS, BigSmall, build_model, count_params, init_variables, named_config
+from bigsmall_jax.model.config import DTYPES
 from bigsmall_jax.model.flops import forward_cost, lowered_flops
 from bigsmall_jax.runtime import (
     TUNED_YNN_FUSIONS,

@@ -38,7 +38,7 @@ import numpy as np
 from tqdm import tqdm
 
 from bigsmall_jax.errors import UserError, cli_main, file_error
-from bigsmall_jax.model.bigsmall import BigSmall, ModelConfig, build_model
+from bigsmall_jax.model import BigSmall, ModelConfig, build_model
 from bigsmall_jax.runtime import Forward
 
 log = logging.getLogger(__name__)
@@ -458,7 +458,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise UserError(f"--window-s must be positive, got {args.window_s}")
     if args.batch_clips < 1:
         raise UserError(f"--batch-clips must be >= 1, got {args.batch_clips}")
-    from bigsmall_jax.checkpoints.model_dir import load_checkpoint
+    from bigsmall_jax.checkpoints.load import load_checkpoint
 
     model, variables = load_checkpoint(args.checkpoint)
     builder, source = load_split(args.dataset, args.data_dir, args.split, args.config)

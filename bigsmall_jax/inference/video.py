@@ -318,7 +318,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise UserError(f"--crop-every must be >= 1, got {args.crop_every}")
     if args.batch_clips < 1:
         raise UserError(f"--batch-clips must be >= 1, got {args.batch_clips}")
-    from bigsmall_jax.checkpoints.model_dir import load_checkpoint, read_config
+    from bigsmall_jax.checkpoints import load_checkpoint, read_config
     from bigsmall_jax.datasets.video_io import read_video
 
     checkpoint = Path(args.checkpoint)
