@@ -81,6 +81,7 @@ def save_checkpoint(path: str | Path, config: ModelConfig, variables, metadata: 
 
 
 def _find_model_dir(path: Path) -> Path:
+    """`path` itself if it holds a ``CONFIG_FILE``, else its ``model/`` (a training workdir's)."""
     if (path / CONFIG_FILE).is_file():
         return path
     if (path / "model" / CONFIG_FILE).is_file():  # a training workdir

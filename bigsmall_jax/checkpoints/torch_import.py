@@ -27,10 +27,12 @@ from bigsmall_jax.model import ModelConfig, abstract_variables, build_model
 
 
 def _strip_prefix(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The state dict without the ``module.`` prefix `torch.nn.DataParallel` adds to every key."""
     return {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
 
 
 def _conv_filters(state, branch: str) -> tuple[int, ...]:
+    """Output channels of ``{branch}_conv1``, ``{branch}_conv2``, ... in order."""
     idx = sorted(int(m.group(1)) for k in state if (m := re.fullmatch(rf"{branch}_conv(\d+)\.weight", k)))
     return tuple(int(state[f"{branch}_conv{i}.weight"].shape[0]) for i in idx)
 

@@ -115,6 +115,7 @@ class BigSmall(nn.Module):
 
     @property
     def has_big(self) -> bool:
+        """Whether the model has a Big branch (every variant but ``small``)."""
         return self.config.variant != "small"
 
     @property

@@ -1,12 +1,11 @@
 """`ModelConfig`: every field that defines a model of the BigSmall family, checked on construction.
 
-The config is stored as JSON beside every checkpoint (`ModelConfig.to_json`, `ModelConfig.from_dict`).
+The config is stored as JSON beside every checkpoint (`ModelConfig.to_dict`, `ModelConfig.from_dict`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -106,10 +105,8 @@ class ModelConfig:
         return tuple(out)
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as plain JSON values (tuples as lists), what `from_dict` reads back."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], source: str = "model config") -> ModelConfig:
