@@ -1,8 +1,11 @@
-"""FLOPs from XLA's cost analysis against an analytic count of the convs and dense layers."""
+"""FLOPs from XLA's cost analysis against an analytic count of the convs and dense layers; the flops command."""
+
+import json
 
 import pytest
 
-from bigsmall_jax.model import build_model
+from bigsmall_jax.flops import main as flops_main
+from bigsmall_jax.model import SINGLE_TASK_VARIANTS, build_model
 from bigsmall_jax.model.flops import forward_cost
 
 
@@ -42,3 +45,14 @@ def test_temporal_downsampling_cuts_big_cost_by_n_segment():
     # Downsampling removes (n-1)/n of the Big branch's cost, and BigSmall costs about 1/n of Big-every-frame.
     assert (without - with_ds) == pytest.approx(big_only * (n - 1) / n, rel=0.02)
     assert with_ds / big_only == pytest.approx(1 / n, rel=0.05)
+
+
+def test_flops_command_prints_and_writes_the_single_task_sum(tmp_path, capsys):
+    out = tmp_path / "flops.json"
+    flops_main(["--models", *SINGLE_TASK_VARIANTS, "--output", str(out)])
+    costs = json.loads(out.read_text())
+    assert list(costs) == [*SINGLE_TASK_VARIANTS, "single_task_sum"]
+    for key in ("flops_per_clip", "flops_per_frame", "params"):
+        assert costs["single_task_sum"][key] == pytest.approx(sum(costs[b][key] for b in SINGLE_TASK_VARIANTS))
+    printed = capsys.readouterr().out
+    assert all(name in printed for name in costs)
