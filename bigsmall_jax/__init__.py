@@ -9,13 +9,13 @@ __version__ = "0.1.0"
 def __getattr__(name):
     # Lazy imports keep `import bigsmall_jax` light (no JAX start-up for the data tools).
     if name == "load_checkpoint":
-        from bigsmall_jax.checkpoints.model_dir import load_checkpoint
+        from bigsmall_jax.checkpoints.load import load_checkpoint
 
         return load_checkpoint
     if name in ("BigSmall", "ModelConfig", "build_model"):
-        from bigsmall_jax.model import bigsmall as models
+        from bigsmall_jax import model
 
-        return getattr(models, name)
+        return getattr(model, name)
     raise AttributeError(f"module 'bigsmall_jax' has no attribute {name!r}")
 
 

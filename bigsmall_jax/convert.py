@@ -1,6 +1,37 @@
-"""``python -m bigsmall_jax.convert``."""
+"""Import PyTorch BigSmall state dicts (multitask or single pathway) into bigsmall-jax checkpoints.
 
-from bigsmall_jax.checkpoints.convert import main
+    python -m bigsmall_jax.convert SRC.pth OUT_DIR [--task bvp|resp] [--n-segment 3] [--overwrite]
+
+Works without PyTorch; `bigsmall_jax.checkpoints.torch_import` says how the model is detected and mapped.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from bigsmall_jax.checkpoints.model_dir import save_checkpoint
+from bigsmall_jax.checkpoints.torch_import import convert_file
+from bigsmall_jax.errors import cli_main
+from bigsmall_jax.model import count_params
+
+
+@cli_main
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bigsmall_jax.convert", description=__doc__.split("\n\n")[0])
+    parser.add_argument("src", type=Path, help="PyTorch state dict (.pth)")
+    parser.add_argument("out_dir", type=Path, help="checkpoint directory to write")
+    parser.add_argument("--task", choices=["bvp", "resp"], help="what a one-output Small pathway predicts")
+    parser.add_argument("--n-segment", type=int, default=3, help="frames per clip (default 3)")
+    parser.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it exists")
+    args = parser.parse_args(argv)
+    config, variables = convert_file(args.src, args.task, args.n_segment)
+    save_checkpoint(args.out_dir, config, variables, metadata={"converted_from": args.src.name},
+                    overwrite=args.overwrite)
+    heads = ", ".join(f"{h}({n})" for h, n in config.heads)
+    print(f"{args.src} -> {args.out_dir}: {config.variant} model, heads {heads}, "
+          f"{count_params(variables['params']):,} parameters")
+
 
 if __name__ == "__main__":
     main()

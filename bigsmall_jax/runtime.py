@@ -21,7 +21,7 @@ from typing import Any
 import jax
 
 from bigsmall_jax.errors import UserError
-from bigsmall_jax.model.bigsmall import BigSmall, big_stem
+from bigsmall_jax.model import BigSmall, big_stem
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 A config is data (an `ml_collections.ConfigDict`) with these sections:
 
-* ``model``: the fields of `bigsmall_jax.model.bigsmall.ModelConfig` (``model.n_segment=4``, ``model.shift='zero'``).
+* ``model``: the fields of `bigsmall_jax.model.ModelConfig` (``model.n_segment=4``, ``model.shift='zero'``).
 * ``dataset``: which TFDS family/config to train on (`bigsmall_jax.prepare.ensure_dataset`), where it lives,
   and ``settings``: builder/generator overrides (`bigsmall_jax.datasets.tfds_builders.make_config`).
 * ``train``: batch size in clips (global, over all devices and processes), epochs, logging, checkpoints.
@@ -17,11 +17,11 @@ from __future__ import annotations
 import ml_collections
 
 from bigsmall_jax.datasets.recording import BP4D_AU_POS_WEIGHT
-from bigsmall_jax.model.bigsmall import NAMED_VARIANTS, ModelConfig
+from bigsmall_jax.model import NAMED_VARIANTS, ModelConfig
 
 
 def model_section(variant: str = "bigsmall", **overrides) -> ml_collections.ConfigDict:
-    """The fields of a named model variant (`bigsmall_jax.model.bigsmall.NAMED_VARIANTS`) as a ConfigDict."""
+    """The fields of a named model variant (`bigsmall_jax.model.NAMED_VARIANTS`) as a ConfigDict."""
     fields = ModelConfig(**{**NAMED_VARIANTS[variant], **overrides}).to_dict()
     return ml_collections.ConfigDict({k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
 

@@ -187,7 +187,7 @@ def test_configure_cpu_runtime_leaves_a_running_backend_alone(monkeypatch, caplo
 
 
 def test_synthetic_batch_layout():
-    from bigsmall_jax.model.bigsmall import named_config
+    from bigsmall_jax.model import named_config
 
     config = named_config("bigsmall")
     b = bm.synthetic_batch(config, n_clips=2)

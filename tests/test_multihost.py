@@ -77,7 +77,7 @@ def test_two_processes_end_with_identical_parameters(tiny_synthetic_dataset, tmp
     assert metrics["run"]["tested"] == {"select": "best", "epoch": best_epoch, "step": 4 * (best_epoch + 1)}
     import jax
 
-    from bigsmall_jax.checkpoints.model_dir import load_checkpoint
+    from bigsmall_jax.checkpoints import load_checkpoint
 
     exported = jax.tree_util.tree_leaves(load_checkpoint(workdir)[1]["params"])
     best = jax.tree_util.tree_leaves(load_checkpoint(workdir / "best")[1]["params"])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bigsmall_jax import runtime as rt
-from bigsmall_jax.model.bigsmall import big_stem, build_model, init_variables, named_config
+from bigsmall_jax.model import big_stem, build_model, init_variables, named_config
 
 
 def _inputs(config, n_clips, seed=0):

@@ -51,7 +51,7 @@ def _tiny_config(data_dir, builder, *extra):
 
 def test_five_steps_match_pytorch_adamw():
     """5 full-batch AdamW steps from the PyTorch init reproduce the reference losses (dropout off)."""
-    from bigsmall_jax.checkpoints.convert import convert_file
+    from bigsmall_jax.checkpoints.torch_import import convert_file
 
     mc, variables = convert_file(DATA / "bigsmall_random_init.pth")
     model = build_model(dataclasses.replace(mc, dropout=(0.0, 0.0, 0.0)))
@@ -73,7 +73,7 @@ def test_five_steps_match_pytorch_adamw():
 
 def test_torch_style_init_matches_the_pytorch_reference_init():
     """train.init='torch' draws like PyTorch's defaults: the reference file holds such a draw."""
-    from bigsmall_jax.checkpoints.convert import convert_file
+    from bigsmall_jax.checkpoints.torch_import import convert_file
 
     mc, ref = convert_file(DATA / "bigsmall_random_init.pth")
     model = build_model(mc)
@@ -408,7 +408,7 @@ def test_resume_after_stop_gives_the_same_parameters(tiny_synthetic_dataset, tmp
     assert second.returncode == 0, second.stderr[-3000:]
     assert "resuming from step 6" in second.stderr
 
-    from bigsmall_jax.checkpoints.model_dir import load_checkpoint
+    from bigsmall_jax.checkpoints import load_checkpoint
 
     _, variables = load_checkpoint(workdir)
     np.testing.assert_allclose(_flat_params(variables["params"]), _flat_params(uninterrupted.params),

@@ -4,7 +4,7 @@
         [--repeats 10] [--quick] [--no-input-pipeline] [--data-dir DIR] [--no-tune] [--profile]
         [--output OUT.json]
 
-For every model (default: all of `bigsmall_jax.model.bigsmall.NAMED_VARIANTS`, plus ``single_task_sum``, the three
+For every model (default: all of `bigsmall_jax.model.NAMED_VARIANTS`, plus ``single_task_sum``, the three
 single-task baselines run one after the other on the same frames) it reports:
 
 * ``flops_per_clip`` / ``flops_per_frame`` of one eval-mode forward pass (XLA cost analysis, a multiply-add
@@ -61,18 +61,11 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from bigsmall_jax.checkpoints.model_dir import write_json_atomic
 from bigsmall_jax.datasets.recording import BP4D_AU_POS_WEIGHT
 from bigsmall_jax.errors import UserError, cli_main, file_error
-from bigsmall_jax.model.bigsmall import (
-    DTYPES,
-    NAMED_VARIANTS,
-    BigSmall,
-    build_model,
-    count_params,
-    init_variables,
-    named_config,
-)
+from bigsmall_jax.files import write_json_atomic
+from bigsmall_jax.model import NAMED_VARIANTS, BigSmall, build_model, count_params, init_variables, named_config
+from bigsmall_jax.model.config import DTYPES
 from bigsmall_jax.model.flops import forward_cost, lowered_flops
 from bigsmall_jax.runtime import (
     TUNED_YNN_FUSIONS,
@@ -289,7 +282,7 @@ class ModelBench:
 def prepare_model(name: str, *, batch_clips: int, dtype: str = "float32", seed: int = 0, tuned: bool = False,
                   label: str | None = None, model: BigSmall | None = None) -> ModelBench:
     """Builds, initializes and compiles (forward on `batch_clips` clips and on one clip, train step) a
-    named variant (`bigsmall_jax.model.bigsmall.NAMED_VARIANTS`) computing in `dtype`.
+    named variant (`bigsmall_jax.model.NAMED_VARIANTS`) computing in `dtype`.
 
     The forward passes are `bigsmall_jax.runtime.Forward`, as evaluation and inference run them; `tuned`:
     with the `TUNED_YNN_FUSIONS` presets on a CPU (the forward pass's and the train step's), else XLA's

@@ -13,25 +13,19 @@ config is plain JSON checked key by key. Every array is checked against the shap
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 
-from bigsmall_jax.errors import UserError, file_error
-from bigsmall_jax.model.bigsmall import BigSmall, ModelConfig, build_model, dummy_inputs
+from bigsmall_jax.errors import file_error
+from bigsmall_jax.files import atomic_directory, to_json
+from bigsmall_jax.model import BigSmall, ModelConfig, abstract_variables, build_model
 
 CONFIG_FILE = "bigsmall_config.json"
 VARIABLES_DIR = "variables"
-
-
-def abstract_variables(model: BigSmall):
-    """Shapes and dtypes of the model's variables, without computing anything."""
-    return jax.eval_shape(lambda: model.init(jax.random.key(0), *dummy_inputs(model.config), train=False))
 
 
 def check_variables(model: BigSmall, variables, source: str) -> None:
@@ -53,63 +47,41 @@ def check_variables(model: BigSmall, variables, source: str) -> None:
             raise file_error(source, f"array {key} holds NaN or inf values")
 
 
-def json_default(x):
-    """JSON for the NumPy scalars and arrays that metadata, configs and results may hold (``json.dumps``'
-    ``default``)."""
-    if isinstance(x, np.generic | np.ndarray):
-        return x.tolist()
-    raise TypeError(f"{type(x).__name__} is not JSON serialisable")
-
-
-def write_json_atomic(path: str | Path, obj: Any, sort_keys: bool = True) -> None:
-    """Writes `obj` as indented JSON (NumPy values allowed) to a temporary file renamed onto `path`, so
-    readers never see a partial file and a failure leaves none behind."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=sort_keys, default=json_default) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def save_checkpoint(path: str | Path, config: ModelConfig, variables, metadata: dict[str, Any] | None = None,
                     overwrite: bool = False, process_local: bool = False) -> Path:
     """Writes a model checkpoint directory atomically (a temporary directory renamed at the end).
 
     Args:
+      path: the directory to write.
+      config: the model's config, stored in ``CONFIG_FILE`` with `metadata` (JSON, NumPy values allowed).
+      variables: ``{"params": ...}`` of that model (device or host arrays).
+      overwrite: replace an existing `path` (only once the new directory is complete).
       process_local: write from this process alone, without orbax's cross-process synchronisation (for
         multi-process runs in which only one process exports the model).
+    Returns:
+      The absolute path written.
+    Raises:
+      UserError: `path` exists and `overwrite` is False.
     """
-    import orbax.checkpoint as ocp
-
     path = Path(path).absolute()
     if path.exists() and not overwrite:
         raise file_error(path, "already exists (pass overwrite=True / --overwrite to replace it)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        variables = jax.tree_util.tree_map(np.asarray, jax.device_get(variables))
-        options = {}
-        if process_local:
-            me = jax.process_index()
-            options["multiprocessing_options"] = ocp.options.MultiprocessingOptions(primary_host=me,
-                                                                                    active_processes={me})
+    variables = jax.tree_util.tree_map(np.asarray, jax.device_get(variables))
+    options = {}
+    if process_local:
+        me = jax.process_index()
+        options["multiprocessing_options"] = ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me})
+    with atomic_directory(path, overwrite=overwrite) as tmp:
         with ocp.StandardCheckpointer(**options) as ckptr:
             ckptr.save(tmp / VARIABLES_DIR, variables)
             ckptr.wait_until_finished()
         payload = {"model": config.to_dict(), "metadata": metadata or {}}
-        (tmp / CONFIG_FILE).write_text(json.dumps(payload, indent=2, sort_keys=True, default=json_default))
-        if path.exists():
-            shutil.rmtree(path)
-        tmp.rename(path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        (tmp / CONFIG_FILE).write_text(to_json(payload))
     return path
 
 
 def _find_model_dir(path: Path) -> Path:
+    """`path` itself if it holds a ``CONFIG_FILE``, else its ``model/`` (a training workdir's)."""
     if (path / CONFIG_FILE).is_file():
         return path
     if (path / "model" / CONFIG_FILE).is_file():  # a training workdir
@@ -135,28 +107,23 @@ def read_config(path: str | Path) -> tuple[ModelConfig, dict[str, Any]]:
     return config, dict(payload.get("metadata") or {})
 
 
-def load_checkpoint(path: str | Path) -> tuple[BigSmall, dict]:
-    """Loads ``(model, variables)`` so that ``model.apply(variables, big, small)`` runs.
+def load_model_dir(path: str | Path) -> tuple[BigSmall, dict]:
+    """Loads ``(model, variables)`` from a model checkpoint directory or a training workdir (its ``model/``).
 
     Args:
-      path: a model checkpoint directory (from `save_checkpoint`, ``convert`` or training), a training
-        workdir (its ``model/``), or a PyTorch ``.pth`` state dict (imported on the fly, see `convert`).
+      path: a directory written by `save_checkpoint` (``convert`` or training write them), or a training
+        workdir.
+    Returns:
+      The model and its variables (``{"params": ...}``, arrays of the dtypes `abstract_variables` names).
     Raises:
       UserError: missing directory, unreadable or unknown config, arrays missing, extra, mis-shaped or
         not finite.
     """
     path = Path(path)
-    if path.suffix == ".pth":
-        from bigsmall_jax.checkpoints.convert import convert_file
-
-        config, variables = convert_file(path)
-        return build_model(config), variables
     if not path.exists():
         raise file_error(path, "no such checkpoint directory")
     config, _ = read_config(path)
     model_dir = _find_model_dir(path)
-    import orbax.checkpoint as ocp
-
     model = build_model(config)
     target = abstract_variables(model)
     try:
@@ -170,9 +137,5 @@ def load_checkpoint(path: str | Path) -> tuple[BigSmall, dict]:
     return model, variables
 
 
-def describe(path: str | Path) -> str:
-    config, metadata = read_config(path)
-    return f"{config.variant} model, heads {[h for h, _ in config.heads]}, metadata {metadata}"
-
-
-__all__ = ["CONFIG_FILE", "check_variables", "load_checkpoint", "read_config", "save_checkpoint", "UserError"]
+__all__ = ["CONFIG_FILE", "VARIABLES_DIR", "abstract_variables", "check_variables", "load_model_dir", "read_config",
+           "save_checkpoint"]

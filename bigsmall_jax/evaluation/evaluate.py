@@ -25,7 +25,7 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from bigsmall_jax.checkpoints.model_dir import load_checkpoint
+from bigsmall_jax.checkpoints.load import load_checkpoint
 from bigsmall_jax.datasets.input_pipeline import iter_videos
 from bigsmall_jax.datasets.prepare import open_prepared
 from bigsmall_jax.datasets.tfds_builders import data_source

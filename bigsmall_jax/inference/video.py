@@ -35,7 +35,8 @@ from matplotlib.patches import Rectangle
 from tqdm import tqdm
 
 from bigsmall_jax import files
-from bigsmall_jax.checkpoints.model_dir import load_checkpoint, read_config
+from bigsmall_jax.checkpoints.load import load_checkpoint
+from bigsmall_jax.checkpoints.model_dir import read_config
 from bigsmall_jax.datasets.preprocess import (
     PreprocessConfig,
     PreprocessedVideo,

@@ -5,7 +5,8 @@ consecutive: ``big`` (N*T, 144, 144, 3) standardized raw frames and ``small`` (N
 diff-normalized frames. Every variant takes both and returns a dict of float32 outputs, one row per frame:
 ``"au"`` (N*T, n_au) logits, ``"bvp"`` (N*T, 1) and ``"resp"`` (N*T, 1) raw regressions.
 
-Variants are configurations of the same modules (`ModelConfig`), not copied classes:
+Variants are configurations of the same modules (`ModelConfig`; the named ones in
+`bigsmall_jax.model.variants`), not copied classes:
 
 * ``bigsmall`` (the paper): the Big branch sees the first frame of each segment, its (9, 9, 64) output is
   repeated over the segment and fused (sum, or concat for the ablation) with the Small branch output,
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -26,258 +26,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from bigsmall_jax.errors import UserError
-
-SHIFT_KINDS = ("wrap", "zero", "none")
-VARIANTS = ("bigsmall", "big", "small")
-FUSIONS = ("sum", "concat")
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelConfig:
-    """Everything that defines a model of the family. Stored as JSON beside every checkpoint.
-
-    Attributes:
-      variant: ``"bigsmall"``, ``"big"`` (Big pathway alone) or ``"small"`` (Small pathway alone).
-      n_segment: frames per clip T (any T >= 1); the temporal shift and Big downsampling work per clip.
-      big_filters: output channels of the Big convs, one per conv.
-      big_stages: convs per Big stage; each stage ends with an average pool and dropout.
-      big_pools: average-pool window (= stride) per Big stage. 144 / (2*2*4) = 9.
-      small_filters: output channels of the Small convs (each preceded by the temporal shift).
-      dense_units: width of each head's hidden dense layer.
-      dropout: dropout rate after each Big stage (training only).
-      shift: temporal shift before each Small conv: ``"wrap"`` (WTSM), ``"zero"`` (TSM) or ``"none"``.
-      fold_div: a ``1/fold_div`` share of channels shifts each way.
-      n_au: number of AU logits (0: no AU head).
-      bvp: whether the pulse head exists.
-      resp: whether the respiration head exists.
-      fusion: ``"sum"`` (the paper) or ``"concat"`` (the paper's ablation).
-      big_downsample: Big branch on the first frame of each segment only (the paper) or on every frame.
-      dtype: compute dtype; parameters stay float32.
-      big_size, small_size: input resolutions (pixels).
-    """
-
-    variant: str = "bigsmall"
-    n_segment: int = 3
-    big_filters: tuple[int, ...] = (32, 32, 32, 64, 64, 64)
-    big_stages: tuple[int, ...] = (2, 2, 2)
-    big_pools: tuple[int, ...] = (2, 2, 4)
-    small_filters: tuple[int, ...] = (32, 32, 32, 64)
-    dense_units: int = 128
-    dropout: tuple[float, ...] = (0.25, 0.5, 0.5)
-    shift: str = "wrap"
-    fold_div: int = 3
-    n_au: int = 12
-    bvp: bool = True
-    resp: bool = True
-    fusion: str = "sum"
-    big_downsample: bool = True
-    dtype: str = "float32"
-    big_size: int = 144
-    small_size: int = 9
-
-    def __post_init__(self):
-        for name in ("big_filters", "big_stages", "big_pools", "small_filters", "dropout"):
-            object.__setattr__(self, name, tuple(getattr(self, name)))
-        problems = []
-        if self.variant not in VARIANTS:
-            problems.append(f"variant {self.variant!r} is not one of {VARIANTS}")
-        if self.shift not in SHIFT_KINDS:
-            problems.append(f"shift {self.shift!r} is not one of {SHIFT_KINDS}")
-        if self.fusion not in FUSIONS:
-            problems.append(f"fusion {self.fusion!r} is not one of {FUSIONS}")
-        if self.dtype not in DTYPES:
-            problems.append(f"dtype {self.dtype!r} is not one of {tuple(DTYPES)}")
-        if int(self.n_segment) < 1:
-            problems.append(f"n_segment must be >= 1, got {self.n_segment}")
-        if sum(self.big_stages) != len(self.big_filters):
-            problems.append(f"big_stages {self.big_stages} must add up to len(big_filters)={len(self.big_filters)}")
-        if not len(self.big_stages) == len(self.big_pools) == len(self.dropout):
-            problems.append("big_stages, big_pools and dropout need one entry per Big stage")
-        if self.n_au < 0 or not (self.n_au or self.bvp or self.resp):
-            problems.append("the model needs at least one head (n_au > 0, bvp or resp)")
-        if self.variant == "bigsmall" and self.big_filters[-1] != self.small_filters[-1] and self.fusion == "sum":
-            problems.append("sum fusion needs the last Big and Small filters to match")
-        pooled = self.big_size
-        for p in self.big_pools:
-            pooled //= p
-        if self.variant == "bigsmall" and pooled != self.small_size:
-            problems.append(f"Big output {pooled}x{pooled} does not match the Small size {self.small_size}")
-        if problems:
-            raise UserError("invalid model config: " + "; ".join(problems))
-
-    @property
-    def heads(self) -> tuple[tuple[str, int], ...]:
-        """(name, output size) of each head, in output order."""
-        out = []
-        if self.n_au:
-            out.append(("au", self.n_au))
-        if self.bvp:
-            out.append(("bvp", 1))
-        if self.resp:
-            out.append(("resp", 1))
-        return tuple(out)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any], source: str = "model config") -> ModelConfig:
-        """Builds a config, refusing unknown keys with a `UserError` that lists the valid ones."""
-        valid = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - valid)
-        if unknown:
-            raise UserError(f"{source}: unknown model config key(s) {unknown}; valid keys: {sorted(valid)}")
-        return cls(**dict(d))
-
-
-def pathway_config(task: str, n_segment: int = 3, **overrides) -> ModelConfig:
-    """The paper's single-task baselines: ``task`` is ``"au"`` (Big pathway), ``"bvp"`` or ``"resp"``
-    (Small pathway, no shift)."""
-    if task == "au":
-        base = dict(variant="big", bvp=False, resp=False, shift="none", big_downsample=False)
-    elif task in ("bvp", "resp"):
-        base = dict(variant="small", n_au=0, bvp=task == "bvp", resp=task == "resp", shift="none")
-    else:
-        raise UserError(f"unknown pathway task {task!r}; valid: au, bvp, resp")
-    return ModelConfig(n_segment=n_segment, **{**base, **overrides})
-
-
-def temporal_shift(x: jax.Array, n_segment: int, kind: str = "wrap", fold_div: int = 3) -> jax.Array:
-    """Shifts a share of channels one frame along time, within each clip.
-
-    Args:
-      x: (N*T, H, W, C), frames of a clip consecutive.
-      n_segment: T, frames per clip.
-      kind: ``"wrap"`` (WTSM: what falls off one end of the clip comes back at the other, via
-        ``jnp.roll``), ``"zero"`` (TSM: shifted-out values dropped, zeros shifted in) or ``"none"``.
-      fold_div: with ``fold = C // fold_div``, channels [0, fold) take the next frame's values
-        (a shift back in time), channels [fold, 2*fold) the previous frame's, the rest stay.
-    Returns:
-      (N*T, H, W, C), same dtype.
-    """
-    if kind == "none":
-        return x
-    if kind not in SHIFT_KINDS:
-        raise ValueError(f"unknown temporal shift {kind!r}; valid: {SHIFT_KINDS}")
-    nt, h, w, c = x.shape
-    if nt % n_segment:
-        raise ValueError(f"temporal_shift: {nt} frames are not a whole number of clips of {n_segment}")
-    fold = c // fold_div
-    x = x.reshape(nt // n_segment, n_segment, h, w, c)
-    back, fwd, rest = x[..., :fold], x[..., fold : 2 * fold], x[..., 2 * fold :]
-    if kind == "wrap":
-        back = jnp.roll(back, -1, axis=1)
-        fwd = jnp.roll(fwd, 1, axis=1)
-    else:
-        pad = [(0, 0)] * 5
-        back = jnp.pad(back[:, 1:], [pad[0], (0, 1), *pad[2:]])
-        fwd = jnp.pad(fwd[:, :-1], [pad[0], (1, 0), *pad[2:]])
-    return jnp.concatenate([back, fwd, rest], axis=-1).reshape(nt, h, w, c)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Ops written for speed on XLA:CPU (docs/benchmark.md measures each); same values as the plain Flax ops.
-
-
-@jax.custom_vjp
-def relu(x: jax.Array) -> jax.Array:
-    """max(x, 0) whose gradient is taken from the output: g * sign(y), y = relu(x) (= g where x > 0, else 0).
-
-    The same values and gradients as `flax.linen.relu` (for finite g), but the backward pass needs only the
-    output: the pre-activation is not kept, so conv + bias + ReLU fuse into one kernel that writes one array,
-    and the mask multiply fuses into the next convolution's input-gradient kernel.
-    """
-    return jnp.maximum(x, 0)
-
-
-def _relu_fwd(x):
-    y = jnp.maximum(x, 0)
-    return y, y
-
-
-def _relu_bwd(y, g):
-    return (g * jnp.sign(y).astype(g.dtype),)
-
-
-relu.defvjp(_relu_fwd, _relu_bwd)
-
-
-def avg_pool(x: jax.Array, window: int) -> jax.Array:
-    """Average pool with stride = window and VALID padding, as `flax.linen.avg_pool` computes it, written as
-    a reshape and a mean (XLA:CPU runs reduce-window and its gradient several times slower).
-
-    Args:
-      x: (M, H, W, C).
-      window: pool size p.
-    Returns:
-      (M, H // p, W // p, C); rows and columns past the last whole window are dropped.
-    """
-    m, h, w, c = x.shape
-    ho, wo = h // window, w // window
-    x = x[:, : ho * window, : wo * window]
-    return x.reshape(m, ho, window, wo, window, c).mean(axis=(2, 4))
-
-
-class Dropout(nn.Module):
-    """Inverted dropout like `flax.linen.Dropout`, drawing 8 random bits per element instead of 32.
-
-    One 32-bit random word decides 4 elements (bytes compared with round(keep * 256)), a quarter of
-    flax's random-number work, which dominated the cost of dropout on a CPU. Exact for keep probabilities
-    that are multiples of 1/256 (the paper's 0.75 and 0.5); other rates, and channel counts that are not a
-    multiple of 4, use `flax.linen.Dropout`. Randomness comes from the ``"dropout"`` RNG stream.
-    """
-
-    rate: float
-
-    @nn.compact
-    def __call__(self, x: jax.Array, deterministic: bool) -> jax.Array:
-        if deterministic or self.rate == 0.0:
-            return x
-        keep = 1.0 - self.rate
-        threshold = round(keep * 256)
-        if x.shape[-1] % 4 or threshold / 256 != keep:
-            return nn.Dropout(self.rate, deterministic=False)(x)
-        words = jax.random.bits(self.make_rng("dropout"), (*x.shape[:-1], x.shape[-1] // 4), jnp.uint32)
-        shifts = jnp.arange(4, dtype=jnp.uint32) * jnp.uint32(8)
-        byte = (words[..., None] >> shifts) & jnp.uint32(255)
-        mask = (byte < jnp.uint32(threshold)).reshape(x.shape)
-        return jnp.where(mask, x / jnp.asarray(keep, x.dtype), jnp.zeros_like(x))
-
-
-def _conv(features: int, dtype, name: str) -> nn.Conv:
-    # 3x3, stride 1, one pixel of zero padding each side: PyTorch's Conv2d(k=3, padding=1).
-    return nn.Conv(features, (3, 3), padding=((1, 1), (1, 1)), dtype=dtype, name=name)
-
-
-class InputConv(nn.Module):
-    """`_conv` for few input channels: the same parameters ("kernel" (3, 3, C, F) LeCun-normal, "bias" (F,)
-    zeros) and values, computed with the input and the kernel padded with zero channels to a multiple of
-    `channel_multiple`. XLA:CPU (YNNPACK) runs the Big branch's 3-channel first convolution at about half
-    the speed of a 4-channel one; the zero channel adds a third to that layer's multiply-adds (1.3% of the
-    model's, and of the FLOPs XLA counts for it)."""
-
-    features: int
-    dtype: Any = jnp.float32
-    channel_multiple: int = 4
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        c = x.shape[-1]
-        kernel = self.param("kernel", nn.initializers.lecun_normal(), (3, 3, c, self.features), jnp.float32)
-        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
-        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-        pad = -c % self.channel_multiple
-        if pad:
-            x = jnp.pad(x, ((0, 0), (0, 0), (0, 0), (0, pad)))
-            kernel = jnp.pad(kernel, ((0, 0), (0, 0), (0, pad), (0, 0)))
-        y = jax.lax.conv_general_dilated(x, kernel, (1, 1), ((1, 1), (1, 1)),
-                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
-        return y + bias
+from bigsmall_jax.model.config import DTYPES, ModelConfig
+from bigsmall_jax.model.layers import Dropout, InputConv, avg_pool, conv3x3, relu, temporal_shift
 
 
 class BigBranch(nn.Module):
@@ -297,7 +47,7 @@ class BigBranch(nn.Module):
             for _ in range(n_convs):
                 if i > 0 or not from_stem:  # from_stem: conv1 + ReLU already ran (`big_stem`)
                     name = f"conv{i + 1}"
-                    conv = InputConv(self.filters[i], self.dtype, name=name) if i == 0 else _conv(
+                    conv = InputConv(self.filters[i], self.dtype, name=name) if i == 0 else conv3x3(
                         self.filters[i], self.dtype, name)
                     x = relu(conv(x))
                 i += 1
@@ -319,7 +69,7 @@ class SmallBranch(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         for i, features in enumerate(self.filters):
             x = temporal_shift(x, self.n_segment, self.shift, self.fold_div)
-            x = relu(_conv(features, self.dtype, f"conv{i + 1}")(x))
+            x = relu(conv3x3(features, self.dtype, f"conv{i + 1}")(x))
         return x
 
 
@@ -365,6 +115,7 @@ class BigSmall(nn.Module):
 
     @property
     def has_big(self) -> bool:
+        """Whether the model has a Big branch (every variant but ``small``)."""
         return self.config.variant != "small"
 
     @property
@@ -460,27 +211,11 @@ def init_variables(model: BigSmall, rng: jax.Array, n_clips: int = 1):
     return model.init(rng, *dummy_inputs(model.config, n_clips), train=False)
 
 
+def abstract_variables(model: BigSmall):
+    """Shapes and dtypes (`jax.ShapeDtypeStruct` leaves) of `model`'s variables, without computing anything."""
+    return jax.eval_shape(lambda: init_variables(model, jax.random.key(0)))
+
+
 def count_params(params) -> int:
+    """The number of scalars in a tree of arrays (e.g. ``variables["params"]``)."""
     return int(sum(x.size for x in jax.tree_util.tree_leaves(params)))
-
-
-# Named variants of the family: the paper's model, its ablations and its single-task baselines.
-NAMED_VARIANTS: dict[str, dict[str, Any]] = {
-    "bigsmall": {},
-    "bigsmall_no_downsample": {"big_downsample": False},
-    "bigsmall_tsm": {"shift": "zero"},
-    "bigsmall_no_shift": {"shift": "none"},
-    "bigsmall_concat": {"fusion": "concat"},
-    "big_au": {"variant": "big", "bvp": False, "resp": False, "shift": "none", "big_downsample": False},
-    "small_bvp": {"variant": "small", "n_au": 0, "resp": False, "shift": "none"},
-    "small_resp": {"variant": "small", "n_au": 0, "bvp": False, "shift": "none"},
-}
-# The paper's single-task baselines, which together do what one BigSmall does.
-SINGLE_TASK_VARIANTS: tuple[str, ...] = ("big_au", "small_bvp", "small_resp")
-
-
-def named_config(name: str, **overrides) -> ModelConfig:
-    """The `ModelConfig` of a named variant (see `NAMED_VARIANTS`), with field overrides."""
-    if name not in NAMED_VARIANTS:
-        raise UserError(f"unknown model variant {name!r}; valid: {sorted(NAMED_VARIANTS)}")
-    return ModelConfig(**{**NAMED_VARIANTS[name], **overrides})

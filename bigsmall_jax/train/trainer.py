@@ -14,7 +14,7 @@ What a workdir holds::
     metrics.jsonl     one JSON line per step (losses, grad norm, lr, clips/s) and per validation
     loss_curves.png   the losses per task over steps
     best/             the best validation epoch's model (train.select="best" only)
-    model/            the tested model (`bigsmall_jax.checkpoints.model_dir.load_checkpoint(WORKDIR)` loads it)
+    model/            the tested model (`bigsmall_jax.checkpoints.load_checkpoint(WORKDIR)` loads it)
     metrics.json      the test metrics (`bigsmall_jax.evaluation.metrics.evaluate_videos`) + run information
     test_*.png        evaluation plots (`bigsmall_jax.evaluate.save_plots`)
 
@@ -71,9 +71,9 @@ import optax
 from flax.training import train_state
 from tqdm import tqdm
 
-from bigsmall_jax.checkpoints.model_dir import json_default, write_json_atomic
 from bigsmall_jax.errors import UserError, cli_main, file_error
-from bigsmall_jax.model.bigsmall import BigSmall, ModelConfig, build_model, init_variables
+from bigsmall_jax.files import json_default, write_json_atomic
+from bigsmall_jax.model import BigSmall, ModelConfig, build_model, init_variables
 from bigsmall_jax.train import losses as losses_lib
 from bigsmall_jax.train import optim as optim_lib
 
@@ -575,7 +575,7 @@ def import_params(path: Path, mc: ModelConfig) -> dict:
     from bigsmall_jax.checkpoints import model_dir as checkpoint
 
     if jax.process_count() == 1:
-        return checkpoint.load_checkpoint(path)[1]
+        return checkpoint.load_model_dir(path)[1]
     import orbax.checkpoint as ocp
 
     me = jax.process_index()

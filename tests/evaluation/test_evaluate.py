@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from cli_checks import expect_one_error_line
 
-from bigsmall_jax.checkpoints.convert import convert_file
-from bigsmall_jax.checkpoints.model_dir import load_checkpoint, save_checkpoint
+from bigsmall_jax.checkpoints import load_checkpoint, save_checkpoint
+from bigsmall_jax.checkpoints.torch_import import convert_file
 from bigsmall_jax.datasets import tfds_builders
 from bigsmall_jax.datasets.recording import AU_NAMES
 from bigsmall_jax.evaluate import main as evaluate_main

@@ -11,8 +11,8 @@ import pytest
 from cli_checks import expect_one_error_line
 from face_drawing import draw_face
 
-from bigsmall_jax.checkpoints.convert import convert_file
-from bigsmall_jax.checkpoints.model_dir import load_checkpoint, save_checkpoint
+from bigsmall_jax.checkpoints import load_checkpoint, save_checkpoint
+from bigsmall_jax.checkpoints.torch_import import convert_file
 from bigsmall_jax.datasets.preprocess import PreprocessConfig, big_small, preprocess_recording, standardize_big
 from bigsmall_jax.datasets.recording import AU_NAMES, Recording
 from bigsmall_jax.evaluation import signals

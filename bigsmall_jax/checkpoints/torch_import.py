@@ -1,8 +1,8 @@
-"""Import PyTorch BigSmall state dicts (multitask or single pathway) into bigsmall-jax checkpoints.
+"""PyTorch BigSmall state dicts (multitask or single pathway) -> a `ModelConfig` and Flax variables.
 
-    python -m bigsmall_jax.convert SRC.pth OUT_DIR [--task bvp|resp] [--n-segment 3] [--overwrite]
-
-Works without PyTorch (see `bigsmall_jax.checkpoints.pth`). The model is detected from the keys:
+``python -m bigsmall_jax.convert`` writes the result as a model checkpoint directory;
+`bigsmall_jax.checkpoints.load_checkpoint` imports a ``.pth`` on the fly. Works without PyTorch (see
+`bigsmall_jax.checkpoints.pth`). The model is detected from the keys:
 
 * ``big_conv*`` + ``small_conv*`` + ``au_fc*``/``bvp_fc*``/``resp_fc*``: multitask BigSmall;
 * ``big_conv*`` + ``out_fc*``: the Big pathway alone (AU logits);
@@ -15,7 +15,6 @@ layer's input is reordered from PyTorch's (C, H, W) flatten to NHWC's (H, W, C).
 
 from __future__ import annotations
 
-import argparse
 import re
 from pathlib import Path
 
@@ -23,15 +22,17 @@ import jax
 import numpy as np
 
 from bigsmall_jax.checkpoints.pth import load_state_dict
-from bigsmall_jax.errors import UserError, cli_main, file_error
-from bigsmall_jax.model.bigsmall import ModelConfig, build_model
+from bigsmall_jax.errors import UserError, file_error
+from bigsmall_jax.model import ModelConfig, abstract_variables, build_model
 
 
 def _strip_prefix(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The state dict without the ``module.`` prefix `torch.nn.DataParallel` adds to every key."""
     return {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
 
 
 def _conv_filters(state, branch: str) -> tuple[int, ...]:
+    """Output channels of ``{branch}_conv1``, ``{branch}_conv2``, ... in order."""
     idx = sorted(int(m.group(1)) for k in state if (m := re.fullmatch(rf"{branch}_conv(\d+)\.weight", k)))
     return tuple(int(state[f"{branch}_conv{i}.weight"].shape[0]) for i in idx)
 
@@ -104,10 +105,7 @@ def state_dict_to_variables(state: dict[str, np.ndarray], config: ModelConfig, s
     Raises:
       UserError: a key missing, extra, or of the wrong shape (naming the key).
     """
-    model = build_model(config)
-    from bigsmall_jax.checkpoints.model_dir import abstract_variables
-
-    target = abstract_variables(model)["params"]
+    target = abstract_variables(build_model(config))["params"]
     flat = {tuple(str(getattr(k, "key", k)) for k in path): leaf
             for path, leaf in jax.tree_util.tree_leaves_with_path(target)}
     used = set()
@@ -138,6 +136,8 @@ def state_dict_to_variables(state: dict[str, np.ndarray], config: ModelConfig, s
 
 
 def task_from_filename(path: str | Path) -> str | None:
+    """The task a single-pathway file's name says (any case): ``"resp"`` for ``*Resp*``, ``"bvp"`` for
+    ``*Heart*``, else None."""
     name = Path(path).name.lower()
     if "resp" in name:
         return "resp"
@@ -151,27 +151,3 @@ def convert_file(path: str | Path, task: str | None = None, n_segment: int = 3):
     state = _strip_prefix(load_state_dict(path))
     config = infer_config(state, task or task_from_filename(path), n_segment, source=str(path))
     return config, state_dict_to_variables(state, config, source=str(path))
-
-
-@cli_main
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bigsmall_jax.convert", description=__doc__.split("\n\n")[0])
-    parser.add_argument("src", type=Path, help="PyTorch state dict (.pth)")
-    parser.add_argument("out_dir", type=Path, help="checkpoint directory to write")
-    parser.add_argument("--task", choices=["bvp", "resp"], help="what a one-output Small pathway predicts")
-    parser.add_argument("--n-segment", type=int, default=3, help="frames per clip (default 3)")
-    parser.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it exists")
-    args = parser.parse_args(argv)
-    from bigsmall_jax.checkpoints.model_dir import save_checkpoint
-    from bigsmall_jax.model.bigsmall import count_params
-
-    config, variables = convert_file(args.src, args.task, args.n_segment)
-    save_checkpoint(args.out_dir, config, variables, metadata={"converted_from": args.src.name},
-                    overwrite=args.overwrite)
-    heads = ", ".join(f"{h}({n})" for h, n in config.heads)
-    print(f"{args.src} -> {args.out_dir}: {config.variant} model, heads {heads}, "
-          f"{count_params(variables['params']):,} parameters")
-
-
-if __name__ == "__main__":
-    main()
