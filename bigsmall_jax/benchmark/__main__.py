@@ -58,6 +58,7 @@ from bigsmall_jax.model import NAMED_VARIANTS
 
 
 def _parser() -> argparse.ArgumentParser:
+    """The command's flags (defaults: every variant, 16 clips, float32, 10 rounds, tuned, pipeline on)."""
     parser = argparse.ArgumentParser(prog="python -m bigsmall_jax.benchmark",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=None, metavar="NAME",
@@ -80,6 +81,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _check_output(path: str) -> None:
+    """Refuses an ``--output`` that is a folder or lies in a folder that does not exist (any extension)."""
     out = Path(path)
     if out.is_dir():
         raise file_error(out, "is a directory; --output needs a file name")
@@ -109,6 +111,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 @cli_main
 def main(argv: Sequence[str] | None = None) -> None:
+    """Runs the benchmark, writes ``--output`` (JSON) and prints the table; a bad input is a one-line error."""
     args = parse_args(argv)
     result = run_benchmark(args.models, batch_clips=args.batch, dtype=args.dtype, repeats=args.repeats,
                            tuned=not args.no_tune, peak_size=args.peak_size,
