@@ -4,11 +4,14 @@ Truth: ``model.apply`` in one plain jitted program (the path the PyTorch parity 
 """
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from bigsmall_jax import runtime as rt
+from bigsmall_jax.errors import UserError
 from bigsmall_jax.model import big_stem, build_model, init_variables, named_config
+from bigsmall_jax.model.config import DTYPES
 
 
 def _inputs(config, n_clips, seed=0):
@@ -74,3 +77,53 @@ def test_from_stem_checks_the_shape():
 def test_configure_rejects_an_unknown_purpose():
     with pytest.raises(rt.UserError, match="unknown purpose"):
         rt.configure_cpu_runtime(purpose="infer_stem", allocator=False)
+
+
+def test_configure_cpu_runtime_appends_flags_once(monkeypatch):
+    monkeypatch.setattr(rt, "_backends_initialized", lambda: False)
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
+    got = rt.configure_cpu_runtime(allocator=False)
+    tuned = list(rt.tuned_xla_flags("float32", "train"))
+    assert got == {"xla_flags": tuned, "allocator": False}
+    import os
+
+    assert os.environ["XLA_FLAGS"].split() == ["--xla_force_host_platform_device_count=1", *tuned]
+    assert rt.configure_cpu_runtime(allocator=False)["xla_flags"] == []  # already there: not added twice
+    # A user's own value of the flag wins.
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_experimental_ynn_fusion_type=")
+    assert rt.configure_cpu_runtime(allocator=False)["xla_flags"] == []
+    assert os.environ["XLA_FLAGS"] == "--xla_cpu_experimental_ynn_fusion_type="
+
+
+@pytest.mark.parametrize("dtype,purpose", sorted(rt.TUNED_YNN_FUSIONS))
+def test_tuned_presets_are_accepted_by_xla(dtype, purpose):
+    """XLA aborts the process on an XLA_FLAGS value it cannot parse: run one computation under the flags;
+    and compile with the same preset as per-compilation options."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "XLA_FLAGS": " ".join(rt.tuned_xla_flags(dtype, purpose)), "JAX_PLATFORMS": "cpu"}
+    code = "import jax, jax.numpy as jnp; print(float(jax.jit(lambda x: jnp.maximum(x @ x, 0).sum())(jnp.eye(4))))"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "4.0"
+    x = jnp.eye(4, dtype=DTYPES[dtype])
+    compiled = jax.jit(lambda v: jnp.maximum(v @ v, 0)).lower(x).compile(
+        compiler_options=rt.tuned_compiler_options(dtype, purpose))
+    np.testing.assert_array_equal(np.asarray(compiled(x), np.float32), np.eye(4))
+
+
+def test_unknown_preset_is_a_user_error():
+    with pytest.raises(UserError, match="no tuned XLA preset"):
+        rt.tuned_compiler_options("float32", "serve")
+
+
+def test_configure_cpu_runtime_leaves_a_running_backend_alone(monkeypatch, caplog):
+    monkeypatch.setattr(rt, "_backends_initialized", lambda: True)
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    assert rt.configure_cpu_runtime(allocator=False)["xla_flags"] == []
+    import os
+
+    assert "XLA_FLAGS" not in os.environ
+    assert "already running" in caplog.text

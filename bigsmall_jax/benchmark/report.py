@@ -1,0 +1,59 @@
+"""The benchmark's result as a text table and as a JSON file."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from bigsmall_jax.files import write_json_atomic
+
+
+def _model_lines(result: Mapping[str, Any]) -> list[str]:
+    """The machine line, the column header, a rule and one row per model."""
+    lines = [f"{result['device']}  dtype={result['dtype']}  batch={result['batch_clips']} clips  "
+             f"matmul peak {result['matmul_peak_gflops']:.0f} GFLOP/s  load {result['load_avg']}"]
+    header = (f"{'model':<24}{'GFLOP/clip':>11}{'params':>11}{'infer fr/s':>12}{'%peak':>7}{'latency ms':>12}"
+              f"{'train clip/s':>14}{'%peak':>7}{'compile s':>11}")
+    lines += [header, "-" * len(header)]
+    for name, m in result["models"].items():
+        lines.append(f"{name:<24}{m['flops_per_clip'] / 1e9:>11.3f}{m['params']:>11,}{m['infer_frames_per_s']:>12.1f}"
+                     f"{100 * m['infer_peak_fraction']:>7.1f}{m['infer_latency_ms']:>12.2f}"
+                     f"{m['train_clips_per_s']:>14.2f}{100 * m['train_peak_fraction']:>7.1f}{m['compile_s']:>11.1f}")
+    return lines
+
+
+def _profile_lines(profile: Mapping[str, Any]) -> list[str]:
+    """A title and one line per profiled op: ms per step, share, name and what it computes."""
+    lines = [f"train step of {profile['model']}, costliest ops (jax.profiler; ops run by XLA's own Eigen "
+             "convolutions are timed only partly):"]
+    for row in profile["ops"]:
+        lines.append(f"  {row['ms']:8.1f} ms {100 * row['share']:5.1f}%  {row['op'][:28]:<28} {row['what'][:90]}")
+    return lines
+
+
+def _pipeline_line(pipe: Mapping[str, Any]) -> str:
+    """The input pipeline's rates and overheads in one line."""
+    return (f"input pipeline: {pipe['records_per_s']:.0f} records/s, {pipe['batches_per_s']:.1f} batches/s; "
+            f"epoch {pipe['epoch_s']:.2f} s vs step only {pipe['step_only_s']:.2f} s "
+            f"(loader overhead {100 * pipe['loader_overhead']:+.1f}%; fetching each step's metrics before "
+            f"reading the next batch: {100 * pipe['synchronous_overhead']:+.1f}%)")
+
+
+def format_table(result: Mapping[str, Any]) -> str:
+    """The models' figures as a text table, then the profile and the input pipeline where present.
+
+    `result` is `bigsmall_jax.benchmark.suite.run_benchmark`'s, with "load_avg" one printable value.
+    """
+    lines = _model_lines(result)
+    if result.get("profile"):
+        lines += _profile_lines(result["profile"])
+    if result.get("input_pipeline"):
+        lines.append(_pipeline_line(result["input_pipeline"]))
+    return "\n".join(lines)
+
+
+def write_result(path: str | os.PathLike, result: Mapping[str, Any]) -> Path:
+    """Writes `result` as JSON (keys in the benchmark's order) to `path` atomically; returns the path."""
+    return write_json_atomic(path, result, sort_keys=False)
