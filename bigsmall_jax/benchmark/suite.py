@@ -216,7 +216,7 @@ class TrainStepBench:
         if batch is None:
             batch = self.batch
         else:
-            from bigsmall_jax.train.trainer import put_sharded
+            from bigsmall_jax.train.parallel import put_sharded
 
             batch = put_sharded({k: batch[k] for k in self.batch}, jax.local_devices()[: self.n_devices])
         self.state, metrics = self.compiled(self.state, batch)
@@ -238,20 +238,22 @@ def make_train_step_bench(model: BigSmall, batch_clips: int, seed: int = 0, lr: 
     import optax
 
     from bigsmall_jax.train import optim as optim_lib
-    from bigsmall_jax.train import trainer as train_lib
+    from bigsmall_jax.train.parallel import AXIS, check_batch_divisible, put_sharded, replicate, shard_batch
+    from bigsmall_jax.train.state import create_train_state
+    from bigsmall_jax.train.step import make_train_step
 
     config = model.config
     devices = jax.local_devices()
-    train_lib.check_batch_divisible(batch_clips, len(devices))
+    check_batch_divisible(batch_clips, len(devices))
     schedule = optax.constant_schedule(lr)
     tx = optim_lib.make_optimizer(schedule)
     pos_weight = BP4D_AU_POS_WEIGHT if config.n_au == len(BP4D_AU_POS_WEIGHT) else None
-    step_fn = train_lib.make_train_step(model, schedule, seed=seed, task_weights={"au": 1.0, "bvp": 1.0, "resp": 1.0},
+    step_fn = make_train_step(model, schedule, seed=seed, task_weights={"au": 1.0, "bvp": 1.0, "resp": 1.0},
                                         au_pos_weight=pos_weight)
-    p_step = jax.pmap(step_fn, axis_name=train_lib.AXIS, donate_argnums=(0,))
-    state = train_lib.replicate(train_lib.create_train_state(model, tx, seed), devices)
-    host = train_lib.shard_batch(synthetic_batch(config, batch_clips, seed), len(devices), config.n_segment)
-    batch = train_lib.put_sharded(host, devices)
+    p_step = jax.pmap(step_fn, axis_name=AXIS, donate_argnums=(0,))
+    state = replicate(create_train_state(model, tx, seed), devices)
+    host = shard_batch(synthetic_batch(config, batch_clips, seed), len(devices), config.n_segment)
+    batch = put_sharded(host, devices)
     start = time.perf_counter()
     lowered = p_step.lower(state, batch)
     compiled = lowered.compile(compiler_options=dict(compiler_options or {}))
@@ -512,7 +514,7 @@ def benchmark_input_pipeline(train: TrainStepBench, *, data_dir: str | os.PathLi
     from bigsmall_jax.datasets import tfds_builders
     from bigsmall_jax.datasets.input_pipeline import clip_to_model, make_loader
     from bigsmall_jax.datasets.prepare import ensure_dataset
-    from bigsmall_jax.train import trainer as train_lib
+    from bigsmall_jax.train.parallel import shard_batch
 
     settings = dict(PIPELINE_SYNTHETIC if settings is None else settings)
     t = train.model.config.n_segment
@@ -543,7 +545,7 @@ def benchmark_input_pipeline(train: TrainStepBench, *, data_dir: str | os.PathLi
         """Host batch -> devices -> step -> its metrics fetched, one step after the other."""
         start = time.perf_counter()
         for batch in make(epoch):
-            train.run(train_lib.shard_batch(batch, train.n_devices, t))
+            train.run(shard_batch(batch, train.n_devices, t))
         return time.perf_counter() - start
 
     def epoch_with_loader(epoch: int) -> float:
@@ -552,7 +554,7 @@ def benchmark_input_pipeline(train: TrainStepBench, *, data_dir: str | os.PathLi
         start = time.perf_counter()
         pending = None
         for batch in make(epoch):
-            metrics = train.dispatch(train_lib.shard_batch(batch, train.n_devices, t))
+            metrics = train.dispatch(shard_batch(batch, train.n_devices, t))
             if pending is not None:
                 jax.device_get(pending)
             pending = metrics
