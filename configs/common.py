@@ -54,8 +54,6 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.eval_batch_clips = 16
     c.train.init = "torch"  # "torch": PyTorch's default init, as the paper trained; "flax": Flax's defaults
     c.train.per_clip_dropout = True  # dropout keys per clip: results do not depend on the device count
-    c.train.stop_after_steps = -1  # tests only: stop (as if killed) after this many steps
-    c.train.debug_nan_step = -1  # tests only: make the loss NaN at this step
 
     c.loss = ml_collections.ConfigDict()
     c.loss.au_weight = 1.0
@@ -78,11 +76,6 @@ def base_config() -> ml_collections.ConfigDict:
     c.optim.warmup_steps = 0
     c.optim.end_lr_factor = 0.0
     c.optim.clip_norm = 0.0  # global-norm gradient clipping (0: off)
-
-    c.multihost = False  # call jax.distributed.initialize() (see bigsmall_jax.train --help)
-    c.coordinator_address = ""  # host:port of process 0 ("" = from the environment / cluster)
-    c.num_processes = -1  # -1: from the environment
-    c.process_id = -1
     return c
 
 

@@ -36,7 +36,7 @@ def test_installed_layout_finds_its_configs_and_splits(tmp_path):
     code = """
 import json, bigsmall_jax
 from bigsmall_jax.datasets import readers as datasets
-from bigsmall_jax.train import trainer as train
+from bigsmall_jax.train import config as train
 names = sorted(p.stem for p in train.CONFIGS_DIR.glob("*.py") if p.stem not in ("__init__", "common"))
 configs = {n: train.load_config(n).dataset.name for n in names}
 folds = {k: len(datasets.bp4d_fold_subjects(k)["test"]) for k in (1, 2, 3)}

@@ -3,7 +3,7 @@
 Every task loss is a mean over its *valid* label elements: NaN labels (missing AUs, a dataset without
 respiration, ...) and frames outside the video (``frame_mask`` False) are left out. To keep the mean
 exact when a batch is split over devices, each loss is computed as a (sum, count) pair; the caller adds
-the pairs over devices (``lax.psum``) before dividing (see `bigsmall_jax.train`).
+the pairs over devices (``lax.psum``) before dividing (see `bigsmall_jax.train.step`).
 
 With no NaNs, the AU loss is PyTorch's ``BCEWithLogitsLoss(pos_weight=p)``: the mean over elements of
 ``-[p * y * log(sigmoid(x)) + (1 - y) * log(1 - sigmoid(x))]``; the pulse and respiration losses are
@@ -102,22 +102,11 @@ def task_sums(outputs: Mapping[str, jax.Array], batch: Mapping[str, jax.Array],
     return out
 
 
-def safe_mean(total: jax.Array, count: jax.Array) -> jax.Array:
-    """total / count, or 0 where there is nothing to average."""
-    return jnp.where(count > 0, total / jnp.maximum(count, 1.0), 0.0)
-
-
 def weighted_total(task_losses: Mapping[str, jax.Array], weights: Mapping[str, float]) -> jax.Array:
     """Sum of ``weights[task] * loss`` over the tasks present (a missing weight counts as 1; weights may be
     traced values, e.g. a curriculum's per-step weights)."""
     return sum(weights.get(t, 1.0) * v for t, v in task_losses.items())
 
 
-def multitask_loss(outputs, batch, au_pos_weight=None, weights: Mapping[str, float] | None = None):
-    """The single-device BigSmall loss: (total, {task: mean loss}). See `task_sums` for the inputs."""
-    losses = {t: safe_mean(s, c) for t, (s, c) in task_sums(outputs, batch, au_pos_weight).items()}
-    return weighted_total(losses, weights or {}), losses
-
-
-__all__ = ["TASKS", "bce_with_logits_elementwise", "masked_bce_sum", "masked_mse_sum", "multitask_loss",
-           "safe_mean", "task_sums", "weighted_total"]
+__all__ = ["TASKS", "bce_with_logits_elementwise", "masked_bce_sum", "masked_mse_sum", "task_sums",
+           "weighted_total"]

@@ -2,10 +2,113 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import jax
+import numpy as np
+
+from bigsmall_jax.errors import UserError
+
+log = logging.getLogger(__name__)
+
 AXIS = "batch"
+
+
+def put_sharded(tree, devices: Sequence | None = None):
+    """Host arrays with a leading axis of one slice per device -> device arrays, slice d on device d.
+
+    The placement (a sharding over the leading axis) is the one pmap gives its outputs, so a pmapped step
+    compiles once for the arrays it is first given and for those it returns.
+    """
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    devices = list(devices or jax.local_devices())
+    sharding = NamedSharding(Mesh(np.array(devices), (AXIS,)), PartitionSpec(AXIS))
+    return jax.tree_util.tree_map(lambda x: jax.device_put(x, sharding), tree)
+
+
+def replicate(tree, devices: Sequence | None = None):
+    """A pytree with a leading axis of one copy per local device, placed on those devices (`put_sharded`)."""
+    devices = list(devices or jax.local_devices())
+    return put_sharded(jax.tree_util.tree_map(lambda x: np.stack([np.asarray(x)] * len(devices)), tree), devices)
+
+
+def unreplicate(tree):
+    """This process's first copy of a replicated pytree, as host numpy arrays."""
+    return jax.tree_util.tree_map(lambda x: np.asarray(x.addressable_shards[0].data)[0]
+                                  if isinstance(x, jax.Array) else np.asarray(x)[0], tree)
+
+
+def check_batch_divisible(batch_clips: int, num_devices: int, num_processes: int = 1) -> None:
+    """Raises `UserError` unless the global batch splits into whole clips per device."""
+    if batch_clips % num_devices:
+        raise UserError(f"train.batch_clips={batch_clips} clips cannot be split evenly over {num_devices} devices; "
+                        f"use a multiple of {num_devices}")
+    if batch_clips % num_processes:
+        raise UserError(f"train.batch_clips={batch_clips} clips cannot be split evenly over {num_processes} "
+                        "processes")
+
+
+def shard_batch(batch: Mapping[str, np.ndarray], num_local_devices: int, n_segment: int) -> dict[str, np.ndarray]:
+    """(n_clips*T, ...) host arrays -> (num_local_devices, n_clips/num_local_devices*T, ...), by whole clips.
+
+    Device d gets clips [d*n/D, (d+1)*n/D) of the batch, in order.
+    """
+    out = {}
+    for k, v in batch.items():
+        v = np.asarray(v)
+        frames = v.shape[0]
+        if frames % n_segment or (frames // n_segment) % num_local_devices:
+            raise UserError(f"a batch of {frames} frames ({frames / n_segment:g} clips of {n_segment}) cannot be "
+                            f"split evenly over {num_local_devices} devices")
+        out[k] = v.reshape(num_local_devices, frames // num_local_devices, *v.shape[1:])
+    return out
+
+
+def initialize_distributed(coordinator_address: str | None = None, num_processes: int | None = None,
+                           process_id: int | None = None) -> None:
+    """`jax.distributed.initialize` for a multihost run (one process per host).
+
+    Args:
+      coordinator_address: host:port of process 0; None: ``JAX_COORDINATOR_ADDRESS`` or the cluster's own.
+      num_processes: None: ``JAX_NUM_PROCESSES`` or the cluster's.
+      process_id: this process's index; None: ``JAX_PROCESS_ID`` or the cluster's.
+    Raises:
+      UserError: the initialization failed.
+    """
+    kwargs: dict[str, Any] = {}
+    address = coordinator_address or os.environ.get("JAX_COORDINATOR_ADDRESS")
+    num = num_processes if num_processes is not None else os.environ.get("JAX_NUM_PROCESSES")
+    pid = process_id if process_id is not None else os.environ.get("JAX_PROCESS_ID")
+    if address:
+        kwargs["coordinator_address"] = address
+    if num is not None:
+        kwargs["num_processes"] = int(num)
+    if pid is not None:
+        kwargs["process_id"] = int(pid)
+    try:
+        jax.distributed.initialize(**kwargs)
+    except (ValueError, RuntimeError) as e:
+        raise UserError(f"multihost: jax.distributed.initialize({kwargs}) failed: {str(e).splitlines()[0]}") from None
+    log.info("process %d of %d, %d local / %d global devices", jax.process_index(), jax.process_count(),
+             jax.local_device_count(), jax.device_count())
+
+
+def allgather_text(text: str) -> list[str]:
+    """The same string from every process (e.g. iterator states), in process order."""
+    if jax.process_count() == 1:
+        return [text]
+    from jax.experimental import multihost_utils
+
+    data = np.frombuffer(text.encode(), np.uint8)
+    lengths = np.asarray(multihost_utils.process_allgather(np.array([data.size], np.int32))).reshape(-1)
+    padded = np.zeros(int(lengths.max()), np.uint8)
+    padded[: data.size] = data
+    gathered = np.asarray(multihost_utils.process_allgather(padded)).reshape(len(lengths), -1)
+    return [bytes(gathered[i, : lengths[i]]).decode() for i in range(len(lengths))]
 
 
 class OneBehind:

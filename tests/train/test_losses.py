@@ -10,7 +10,14 @@ import pytest
 
 from bigsmall_jax.train import losses
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
+
+
+def _mean_losses(outputs, batch, au_pos_weight=None, weights=None):
+    """(weighted total, {task: mean over valid labels}) from `losses.task_sums`, as the train step divides
+    them (a task without valid labels has mean 0)."""
+    per_task = {t: s / max(float(c), 1.0) for t, (s, c) in losses.task_sums(outputs, batch, au_pos_weight).items()}
+    return losses.weighted_total(per_task, weights or {}), per_task
 
 
 def _bce_reference(x: float, y: float, p: float) -> float:
@@ -43,7 +50,7 @@ def test_golden_loss_of_the_pytorch_reference():
     g = np.load(DATA / "bigsmall_golden.npz")
     outputs = {"au": g["au"], "bvp": g["bvp"], "resp": g["resp"]}
     batch = {"au": g["au_label"], "bvp": g["bvp_label"][:, 0], "resp": g["resp_label"][:, 0]}
-    total, per_task = losses.multitask_loss(outputs, batch, g["au_pos_weight"])
+    total, per_task = _mean_losses(outputs, batch, g["au_pos_weight"])
     want = g["train_losses"][0]
     got = np.array([float(total), float(per_task["au"]), float(per_task["bvp"]), float(per_task["resp"])])
     np.testing.assert_allclose(got, want, rtol=1e-5)
@@ -64,7 +71,7 @@ def test_nan_labels_are_left_out_of_the_mean():
     rng = np.random.default_rng(1)
     outputs, batch = _random_batch(rng)
     pw = rng.uniform(0.5, 10, 12)
-    _, per_task = losses.multitask_loss(outputs, batch, pw)
+    _, per_task = _mean_losses(outputs, batch, pw)
     au_terms = [_bce_reference(float(outputs["au"][i, j]), float(batch["au"][i, j]), float(pw[j]))
                 for i in range(12) for j in range(12) if not np.isnan(batch["au"][i, j])]
     bvp_terms = [(float(outputs["bvp"][i, 0]) - float(batch["bvp"][i])) ** 2 for i in range(12)
@@ -111,7 +118,7 @@ def test_sums_over_splits_give_the_global_mean():
 
 def test_all_labels_missing_gives_zero_loss():
     outputs = {"bvp": np.ones((3, 1), np.float32)}
-    total, per_task = losses.multitask_loss(outputs, {"bvp": np.full(3, np.nan, np.float32)})
+    total, per_task = _mean_losses(outputs, {"bvp": np.full(3, np.nan, np.float32)})
     assert float(total) == 0.0 and float(per_task["bvp"]) == 0.0
 
 
@@ -119,6 +126,6 @@ def test_task_weights_and_absent_heads():
     rng = np.random.default_rng(4)
     outputs, batch = _random_batch(rng, nan_frac=0.0)
     del outputs["au"]  # a Small-pathway model: no AU head, the AU labels are ignored
-    total, per_task = losses.multitask_loss(outputs, batch, weights={"bvp": 2.0, "resp": 0.5})
+    total, per_task = _mean_losses(outputs, batch, weights={"bvp": 2.0, "resp": 0.5})
     assert set(per_task) == {"bvp", "resp"}
     assert float(total) == pytest.approx(2.0 * float(per_task["bvp"]) + 0.5 * float(per_task["resp"]), rel=1e-6)

@@ -12,14 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # Each process runs the training command's code path and saves the parameters it ends with.
 _DRIVER = textwrap.dedent("""
     import sys, jax, numpy as np
-    from bigsmall_jax.train import trainer as train
+    from bigsmall_jax.train.__main__ import run
     out = sys.argv[1]
-    result = train.run(sys.argv[2:])
+    result = run(sys.argv[2:])
     leaves = jax.tree_util.tree_leaves(result.params)
     np.savez(out, *[np.asarray(x) for x in leaves])
     print("PROCESS", jax.process_index(), "OF", jax.process_count(), "DEVICES", jax.device_count(),
