@@ -30,7 +30,9 @@ def cli_main(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        # force: libraries imported before (absl, through grain) may have put their own handler on the root
+        # logger, which would otherwise keep this one out and hide INFO lines.
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
         try:
             return func(*args, **kwargs)
         except UserError as e:

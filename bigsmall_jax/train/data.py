@@ -7,6 +7,7 @@ import os
 import jax
 import ml_collections
 
+from bigsmall_jax.datasets.input_pipeline import make_loader
 from bigsmall_jax.datasets.prepare import ensure_dataset
 from bigsmall_jax.errors import UserError
 
@@ -36,10 +37,6 @@ def epoch_seed(seed: int, epoch: int) -> int:
 def make_epoch_loader(source, config: ml_collections.ConfigDict, epoch: int, local_batch_clips: int):
     """One epoch of this process's shard of `source`, shuffled by `epoch_seed`, in full batches of
     `local_batch_clips` clips ((local_batch_clips * T, ...) arrays; `bigsmall_jax.datasets.input_pipeline`)."""
-    # Imported when used: importing grain adds a root logging handler, which must come after the command
-    # line's logging set-up (`bigsmall_jax.errors.cli_main`).
-    from bigsmall_jax.datasets.input_pipeline import make_loader
-
     return make_loader(source, batch_clips=local_batch_clips, shuffle=True, seed=epoch_seed(int(config.seed), epoch),
                        num_epochs=1, worker_count=int(config.dataset.worker_count), drop_remainder=True,
                        shard_by_process=True)

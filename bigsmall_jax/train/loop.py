@@ -26,6 +26,7 @@ import optax
 from tqdm import tqdm
 
 from bigsmall_jax.datasets import tfds_builders
+from bigsmall_jax.datasets.input_pipeline import make_loader, restore_iterator
 from bigsmall_jax.errors import UserError, file_error
 from bigsmall_jax.evaluation import evaluate
 from bigsmall_jax.files import write_json_atomic
@@ -196,8 +197,6 @@ def _restore_or_init(run: _Run) -> tuple[Any, dict[str, Any], str | None]:
 
 def _epoch_iterator(run: _Run, epoch: int, iterator_state: str | None):
     """The epoch's batches, from the saved position of a resumed epoch or from its start."""
-    from bigsmall_jax.datasets.input_pipeline import restore_iterator  # grain: see `make_epoch_loader`
-
     loader = make_epoch_loader(run.train_source, run.config, epoch, run.local_batch)
     return restore_iterator(loader, iterator_state.encode()) if iterator_state else iter(loader)
 
@@ -398,8 +397,6 @@ def validation_losses(model: BigSmall, state, source, config, weights: Mapping[s
     added over processes at the end. Batches are zero-padded to a fixed size (masked out) so the eval
     function compiles once.
     """
-    from bigsmall_jax.datasets.input_pipeline import make_loader  # grain: see `make_epoch_loader`
-
     t = model.config.n_segment
     per_batch = max(1, int(config.train.eval_batch_clips))
     eval_fn = _eval_sums_fn(model, pos_weight)

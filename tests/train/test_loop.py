@@ -55,7 +55,7 @@ def test_resume_after_stop_gives_the_same_parameters(tiny_synthetic_dataset, tmp
     assert second.returncode == 0, second.stderr[-3000:]
     assert "resuming from step 6" in second.stderr
 
-    from bigsmall_jax.checkpoints.model_dir import load_checkpoint
+    from bigsmall_jax.checkpoints import load_checkpoint
 
     _, variables = load_checkpoint(workdir)
     np.testing.assert_allclose(flat_params(variables["params"]), flat_params(uninterrupted.params),

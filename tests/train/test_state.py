@@ -17,7 +17,7 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 
 def test_torch_style_init_matches_the_pytorch_reference_init():
     """train.init='torch' draws like PyTorch's defaults: the reference file holds such a draw."""
-    from bigsmall_jax.checkpoints.convert import convert_file
+    from bigsmall_jax.checkpoints.torch_import import convert_file
 
     mc, ref = convert_file(DATA / "bigsmall_random_init.pth")
     model = build_model(mc)

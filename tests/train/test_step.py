@@ -26,7 +26,7 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 
 def test_five_steps_match_pytorch_adamw():
     """5 full-batch AdamW steps from the PyTorch init reproduce the reference losses (dropout off)."""
-    from bigsmall_jax.checkpoints.convert import convert_file
+    from bigsmall_jax.checkpoints.torch_import import convert_file
 
     mc, variables = convert_file(DATA / "bigsmall_random_init.pth")
     model = build_model(dataclasses.replace(mc, dropout=(0.0, 0.0, 0.0)))
