@@ -4,7 +4,7 @@ A config is data (an `ml_collections.ConfigDict`) with these sections:
 
 * ``model``: the fields of `bigsmall_jax.model.ModelConfig` (``model.n_segment=4``, ``model.shift='zero'``).
 * ``dataset``: which TFDS family/config to train on (`bigsmall_jax.prepare.ensure_dataset`), where it lives,
-  and ``settings``: builder/generator overrides (`bigsmall_jax.datasets.tfds_builders.make_config`).
+  and ``settings``: builder/generator overrides (`bigsmall_jax.datasets.registry.make_config`).
 * ``train``: batch size in clips (global, over all devices and processes), epochs, logging, checkpoints.
 * ``loss``: task weights, AU pos_weight, PCGrad.
 * ``optim``: AdamW and its learning-rate schedule (`bigsmall_jax.train.optim`).
@@ -33,7 +33,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.model = model_section("bigsmall")
 
     c.dataset = ml_collections.ConfigDict()
-    c.dataset.name = "synthetic"  # a family of bigsmall_jax.datasets.tfds_builders.BUILDERS
+    c.dataset.name = "synthetic"  # a family of bigsmall_jax.datasets.registry.DATASETS
     c.dataset.config = ""  # the family's named config ("" = its default, e.g. "fold1")
     c.dataset.data_dir = ""  # TFDS data dir ("" = $BIGSMALL_DATA_DIR or ~/.cache/bigsmall_jax/data)
     c.dataset.source_dir = ""  # raw data of real datasets ("" = TFDS manual_dir)

@@ -5,11 +5,9 @@
 
 from pathlib import Path
 
-import matplotlib
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.patches import FancyArrowPatch, FancyBboxPatch  # noqa: E402
+from bigsmall_jax.figures import new_figure, save_png
 
 
 def box(ax, x, y, w, h, text, color):
@@ -26,7 +24,8 @@ OUT = Path(__file__).with_name("architecture.png")
 
 
 def main(out: Path = OUT):
-    fig, ax = plt.subplots(figsize=(12, 4.6))
+    fig = new_figure(12, 4.6, dpi=130)
+    ax = fig.add_subplot()
     ax.set_xlim(0, 12.4)
     ax.set_ylim(0, 4.6)
     ax.axis("off")
@@ -56,7 +55,7 @@ def main(out: Path = OUT):
         arrow(ax, 10.3, 2.3, 10.75, 3.6 - i * 1.2)
     ax.text(0.1, 4.35, "BigSmall: Big branch on 1 of every T frames (spatial detail, AUs); Small branch on every "
             "frame (temporal detail, pulse and respiration)", fontsize=10, weight="bold")
-    fig.savefig(out, dpi=130, bbox_inches="tight")
+    save_png(fig, out)
     print(f"wrote {out}")
 
 

@@ -15,10 +15,12 @@ ignored: every tensor lands on the host as a NumPy array.
 from __future__ import annotations
 
 import collections
+import io
 import pickle
 import zipfile
 from pathlib import Path
 
+import ml_dtypes
 import numpy as np
 
 from bigsmall_jax.errors import UserError, file_error
@@ -43,8 +45,6 @@ class _StorageType:
 
     def __init__(self, name: str):
         if name == "BFloat16Storage":
-            import ml_dtypes
-
             self.dtype = np.dtype(ml_dtypes.bfloat16)
         else:
             self.dtype = np.dtype(_STORAGE_DTYPES[name])
@@ -154,8 +154,6 @@ def load_state_dict(path: str | Path) -> dict[str, np.ndarray]:
         if byteorder in archive.namelist() and archive.read(byteorder).strip() != b"little":
             raise file_error(path, "big-endian checkpoints are not supported")
         try:
-            import io
-
             unpickler = _RestrictedUnpickler(io.BytesIO(archive.read(pickles[0])), archive, root)
             state = unpickler.load()
         except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, TypeError,

@@ -10,6 +10,7 @@ import functools
 
 import cv2
 import numpy as np
+from scipy.special import ndtri
 
 from bigsmall_jax.synthetic.config import N_DELTAS, N_FLOWS
 from bigsmall_jax.synthetic.scene import Scene
@@ -26,8 +27,6 @@ def _jpeg(frame: np.ndarray, quality: int) -> np.ndarray:
 @functools.lru_cache(maxsize=1)
 def _gauss_table() -> np.ndarray:
     """The 65536 quantiles of the standard normal at (k + 0.5) / 65536: uniform uint16 -> N(0, 1)."""
-    from scipy.special import ndtri
-
     return ndtri((np.arange(65536) + 0.5) / 65536).astype(np.float32)
 
 

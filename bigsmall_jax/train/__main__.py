@@ -14,9 +14,9 @@ What a workdir holds::
     metrics.jsonl     one JSON line per step (losses, grad norm, lr, clips/s) and per validation
     loss_curves.png   the losses per task over steps
     best/             the best validation epoch's model (train.select="best" only)
-    model/            the tested model (`bigsmall_jax.checkpoints.model_dir.load_checkpoint(WORKDIR)` loads it)
+    model/            the tested model (`bigsmall_jax.checkpoints.load_checkpoint(WORKDIR)` loads it)
     metrics.json      the test metrics (`bigsmall_jax.evaluation.metrics.evaluate_videos`) + run information
-    test_*.png        evaluation plots (`bigsmall_jax.evaluate.save_plots`)
+    test_*.png        evaluation plots (`bigsmall_jax.evaluation.evaluate.save_plots`)
 
 The step (`bigsmall_jax.train.step.make_train_step`) is one `jax.pmap` over the local devices of every process
 (``axis_name="batch"``): the train state is replicated, each device gets a contiguous share of whole

@@ -3,7 +3,7 @@
 A train checkpoint ``WORKDIR/checkpoints/<step>/`` holds the `TrainState` (params, AdamW state, step) and
 a progress JSON: epoch, best validation so far, every process's grain iterator position and the process
 count. Exported models use the `bigsmall_jax.checkpoints.model_dir` layout (``bigsmall_config.json`` +
-``variables/``). orbax is imported inside the functions that use it.
+``variables/``).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import orbax.checkpoint as ocp
 
 from bigsmall_jax.checkpoints import model_dir
 from bigsmall_jax.errors import file_error
@@ -22,8 +23,6 @@ from bigsmall_jax.train.parallel import allgather_text
 
 def checkpoint_manager(directory: Path, keep: int):
     """An orbax CheckpointManager of (state, progress) items in `directory`, keeping the last `keep` steps."""
-    import orbax.checkpoint as ocp
-
     options = ocp.CheckpointManagerOptions(max_to_keep=max(1, int(keep)), create=True,
                                            cleanup_tmp_directories=True, enable_async_checkpointing=False)
     return ocp.CheckpointManager(directory.absolute(), options=options,
@@ -32,8 +31,6 @@ def checkpoint_manager(directory: Path, keep: int):
 
 def save_train_checkpoint(manager, state_host, progress: Mapping[str, Any], iterator_state: bytes | None) -> None:
     """Saves (train state, progress JSON with every process's iterator position) at ``state.step``."""
-    import orbax.checkpoint as ocp
-
     states = allgather_text("" if iterator_state is None else iterator_state.decode())
     payload = {**progress, "iterator_states": states, "process_count": jax.process_count()}
     step = int(state_host.step)
@@ -44,8 +41,6 @@ def save_train_checkpoint(manager, state_host, progress: Mapping[str, Any], iter
 
 def restore_train_checkpoint(manager, target_host) -> tuple[Any, dict] | None:
     """(train state, progress) of the latest checkpoint, or None when there is none."""
-    import orbax.checkpoint as ocp
-
     step = manager.latest_step()
     if step is None:
         return None
@@ -75,8 +70,6 @@ def import_params(path: Path, mc: ModelConfig) -> dict:
     """The variables of a model directory written by `export_model`, read by this process alone."""
     if jax.process_count() == 1:
         return model_dir.load_model_dir(path)[1]
-    import orbax.checkpoint as ocp
-
     me = jax.process_index()
     options = ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me})
     target = abstract_variables(build_model(mc))

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+from jax.experimental import multihost_utils
 from tqdm import tqdm
 
 from bigsmall_jax.datasets import tfds_builders
@@ -382,8 +383,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     if not stopped and evaluate_test and run.primary:
         results = _test(run, final.params, progress, step)
     if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
         multihost_utils.sync_global_devices("bigsmall_train_done")
     return RunResult(run.workdir, results, step, final.params, stopped)
 
@@ -412,8 +411,6 @@ def validation_losses(model: BigSmall, state, source, config, weights: Mapping[s
     keys = sorted(totals)
     arr = np.array([totals[k] for k in keys], np.float64).reshape(len(keys), 2)
     if jax.process_count() > 1:  # every process saw a different shard: add them up
-        from jax.experimental import multihost_utils
-
         arr = np.asarray(multihost_utils.process_allgather(arr)).sum(axis=0)
     per_task = {k: float(arr[i, 0] / arr[i, 1]) if arr[i, 1] else float("nan") for i, k in enumerate(keys)}
     out = {"loss": sum(float(weights.get(k, 1.0)) * v for k, v in per_task.items())}
@@ -449,7 +446,7 @@ def _eval_sums_fn(model: BigSmall, pos_weight):
 
 
 def test_model(model: BigSmall, variables, builder, config, out_dir: Path | None) -> dict:
-    """Scores a model on the config's test split (`bigsmall_jax.evaluate.evaluate_split`); plots into out_dir."""
+    """Scores a model on the config's test split (`evaluation.evaluate.evaluate_split`); plots into out_dir."""
     source = tfds_builders.data_source(builder, config.dataset.test_split)
     results, predictions = evaluate.evaluate_split(model, variables, source,
                                                    batch_clips=int(config.train.eval_batch_clips),

@@ -9,6 +9,8 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from bigsmall_jax.errors import UserError
 
@@ -23,8 +25,6 @@ def put_sharded(tree, devices: Sequence | None = None):
     The placement (a sharding over the leading axis) is the one pmap gives its outputs, so a pmapped step
     compiles once for the arrays it is first given and for those it returns.
     """
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec
-
     devices = list(devices or jax.local_devices())
     sharding = NamedSharding(Mesh(np.array(devices), (AXIS,)), PartitionSpec(AXIS))
     return jax.tree_util.tree_map(lambda x: jax.device_put(x, sharding), tree)
@@ -101,8 +101,6 @@ def allgather_text(text: str) -> list[str]:
     """The same string from every process (e.g. iterator states), in process order."""
     if jax.process_count() == 1:
         return [text]
-    from jax.experimental import multihost_utils
-
     data = np.frombuffer(text.encode(), np.uint8)
     lengths = np.asarray(multihost_utils.process_allgather(np.array([data.size], np.int32))).reshape(-1)
     padded = np.zeros(int(lengths.max()), np.uint8)

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
+from scipy import io as sio
 
 from bigsmall_jax.datasets.readers.common import (
     Reader,
@@ -46,8 +47,6 @@ def _bp4d_subject(path: Path) -> str:
 
 
 def _load_mat(path: Path) -> dict:
-    from scipy import io as sio
-
     try:
         return sio.loadmat(path)
     except NotImplementedError:  # MATLAB v7.3 (HDF5)
