@@ -28,6 +28,13 @@ def test_pyproject_ships_configs_and_splits():
     assert tool["package-data"]["bigsmall_jax.splits"] == ["*.csv"]
 
 
+def test_pyproject_lists_every_package():
+    """A wheel holds only the listed packages: every folder of bigsmall_jax/ with an __init__.py is listed."""
+    packages = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    on_disk = {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "bigsmall_jax").rglob("__init__.py")}
+    assert on_disk and on_disk <= packages, sorted(on_disk - packages)
+
+
 def test_installed_layout_finds_its_configs_and_splits(tmp_path):
     site = tmp_path / "site"
     shutil.copytree(REPO / "bigsmall_jax", site / "bigsmall_jax", ignore=shutil.ignore_patterns("__pycache__"))
@@ -35,13 +42,13 @@ def test_installed_layout_finds_its_configs_and_splits(tmp_path):
     shutil.copytree(REPO / "data" / "bp4d_plus_splits", site / "bigsmall_jax" / "splits")
     code = """
 import json, bigsmall_jax
-from bigsmall_jax.datasets import readers as datasets
-from bigsmall_jax.train import config as train
-names = sorted(p.stem for p in train.CONFIGS_DIR.glob("*.py") if p.stem not in ("__init__", "common"))
-configs = {n: train.load_config(n).dataset.name for n in names}
-folds = {k: len(datasets.bp4d_fold_subjects(k)["test"]) for k in (1, 2, 3)}
-print(json.dumps({"package": bigsmall_jax.__file__, "configs_dir": str(train.CONFIGS_DIR),
-                  "splits_dir": str(datasets.SPLITS_DIR), "configs": configs, "folds": folds}))
+from bigsmall_jax.datasets import readers
+from bigsmall_jax.train import config
+names = sorted(p.stem for p in config.CONFIGS_DIR.glob("*.py") if p.stem not in ("__init__", "common"))
+configs = {n: config.load_config(n).dataset.name for n in names}
+folds = {k: len(readers.bp4d_fold_subjects(k)["test"]) for k in (1, 2, 3)}
+print(json.dumps({"package": bigsmall_jax.__file__, "configs_dir": str(config.CONFIGS_DIR),
+                  "splits_dir": str(readers.SPLITS_DIR), "configs": configs, "folds": folds}))
 """
     env = {**os.environ, "PYTHONPATH": str(site), "JAX_PLATFORMS": "cpu"}
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
