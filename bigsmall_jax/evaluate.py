@@ -21,6 +21,7 @@ import logging
 from collections.abc import Sequence
 
 from bigsmall_jax.cli import check_output_file
+from bigsmall_jax.datasets.registry import DATASETS
 from bigsmall_jax.errors import UserError, cli_main
 from bigsmall_jax.evaluation.evaluate import evaluate_checkpoint, format_table, write_results
 
@@ -34,7 +35,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True,
                    help="model checkpoint directory, training workdir, or PyTorch .pth")
-    p.add_argument("--dataset", required=True, help="prepared dataset: synthetic, bp4d_plus, ubfc_rppg, pure, ...")
+    p.add_argument("--dataset", required=True, help=f"prepared dataset: {', '.join(DATASETS)}")
     p.add_argument("--data-dir", required=True, help="TFDS data directory the dataset was prepared into")
     p.add_argument("--config", default=None, help="dataset config (default: the only one prepared)")
     p.add_argument("--split", default="test", help="split to evaluate (default: test)")

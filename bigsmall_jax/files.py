@@ -50,13 +50,6 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]
         tmp.unlink(missing_ok=True)
 
 
-def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
-    """Writes `data` to `path` atomically; returns the path."""
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-    return Path(path)
-
-
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     """Writes `text` (UTF-8, newlines as given) to `path` atomically; returns the path."""
     with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8", newline="") as f:
@@ -71,9 +64,16 @@ def json_default(x: Any) -> Any:
     raise TypeError(f"{type(x).__name__} is not JSON serialisable")
 
 
-def to_json(obj: Any, sort_keys: bool = True, allow_nan: bool = True) -> str:
-    """Indented JSON text (NumPy values allowed), ending in a newline; ``allow_nan=False``: strict JSON."""
-    return json.dumps(obj, indent=2, sort_keys=sort_keys, allow_nan=allow_nan, default=json_default) + "\n"
+def to_json(obj: Any, sort_keys: bool = True, allow_nan: bool = True, indent: int | None = 2) -> str:
+    """JSON text (NumPy values allowed), ending in a newline.
+
+    Args:
+      obj: what to encode.
+      sort_keys: sort every object's keys.
+      allow_nan: False: strict JSON (NaN or inf is a ValueError).
+      indent: spaces per level; None: one line (long per-frame arrays).
+    """
+    return json.dumps(obj, indent=indent, sort_keys=sort_keys, allow_nan=allow_nan, default=json_default) + "\n"
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any, sort_keys: bool = True, allow_nan: bool = True) -> Path:

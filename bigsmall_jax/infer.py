@@ -31,7 +31,7 @@ from pathlib import Path
 
 from bigsmall_jax.cli import check_output_file
 from bigsmall_jax.errors import UserError, cli_main, file_error
-from bigsmall_jax.inference.video import CROP_MODES, infer_video, to_json, write_outputs
+from bigsmall_jax.inference.video import CROP_MODES, infer_video, result_document, write_outputs
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     result, frame = infer_video(args.video, args.checkpoint, args.fps,
                                 None if args.no_face_crop else args.face_crop, args.crop_every, args.batch_clips)
     total = result.seconds["total_without_checkpoint"]
-    doc = to_json(result, os.fspath(args.video), os.fspath(args.checkpoint))
+    doc = result_document(result, os.fspath(args.video), os.fspath(args.checkpoint))
     doc["frames_per_s"] = round(result.num_frames / total, 2) if total > 0 else None
     write_outputs(doc, output, result, frame, plot, title=Path(args.video).name)
     rates = {k: doc[k] for k in ("hr_bpm", "rr_bpm") if k in doc}

@@ -3,7 +3,7 @@
 A config is data (an `ml_collections.ConfigDict`) with these sections:
 
 * ``model``: the fields of `bigsmall_jax.model.ModelConfig` (``model.n_segment=4``, ``model.shift='zero'``).
-* ``dataset``: which TFDS family/config to train on (`bigsmall_jax.prepare.ensure_dataset`), where it lives,
+* ``dataset``: which TFDS family/config to train on (`bigsmall_jax.datasets.prepare.ensure_dataset`), where it lives,
   and ``settings``: builder/generator overrides (`bigsmall_jax.datasets.registry.make_config`).
 * ``train``: batch size in clips (global, over all devices and processes), epochs, logging, checkpoints.
 * ``loss``: task weights, AU pos_weight, PCGrad.

@@ -17,7 +17,9 @@ OUT = Path(__file__).with_name("layout.png")
 BOXES = {
     "sources": (0.1, 4.3, 2.3, 1.3, "video files + labels", "BP4D+ (.mat), UBFC-rPPG,\nPURE, any video + CSV",
                 "#eeeeee"),
-    "synthetic": (0.1, 2.5, 2.3, 1.5, "synthetic/", "waveforms, appearance, aus,\nscene, render, export", "#fde2e4"),
+    "synthetic": (0.1, 1.9, 2.3, 2.1, "synthetic/",
+                  "config, waveforms,\nappearance, drawing, aus,\nscene, render, recordings,\nexport, plots, dataset",
+                  "#fde2e4"),
     "datasets": (2.9, 2.5, 3.0, 3.1, "datasets/",
                  "readers/ + registry (Recording)\nvideo_io\npreprocess (crop, Big, Small,\n  labels)\n"
                  "tfds_builders/ (clips ->\n  ArrayRecord)\nprepare (build or open)\ninput_pipeline (grain)",
@@ -25,7 +27,7 @@ BOXES = {
     "train": (6.4, 4.2, 2.7, 1.4, "train/", "config, losses, optim, state,\nstep (pmap), parallel, data,\n"
               "checkpointing, logs, loop", "#cfe2ff"),
     "model": (9.6, 4.2, 2.4, 1.4, "model/", "config, layers, bigsmall,\nvariants, flops", "#e2d4f7"),
-    "evaluation": (6.4, 2.3, 2.7, 1.4, "evaluation/", "signals (detrend, FFT),\nmetrics, evaluate, plots,\n"
+    "evaluation": (6.4, 2.3, 2.7, 1.4, "evaluation/", "signals (detrend, FFT),\nmetrics, plots, evaluate\n(runs runtime.Forward),\n"
                    "unsupervised (POS, ...)", "#fff3b0"),
     "checkpoints": (9.6, 2.3, 2.4, 1.4, "checkpoints/", "model_dir (orbax),\npth (torch-free),\ntorch_import, load",
                     "#ffe5b4"),
@@ -38,8 +40,8 @@ ARROWS = [("sources", "datasets", "read"), ("synthetic", "datasets", "render"), 
           ("datasets", "inference", "preprocess"), ("checkpoints", "inference", "load"),
           ("runtime", "inference", "")]
 ENTRY = ("entry points (python -m bigsmall_jax.<command>): prepare, train, evaluate, infer, convert, flops, "
-         "benchmark (benchmark/: peak, models, pipeline, profile), synthetic;\nshared: errors, files (atomic "
-         "writes, JSON), figures (matplotlib), cli (key=value, output checks)")
+         "benchmark (benchmark/: peak, models, pipeline, profile, report,\nsuite), synthetic;  shared: errors, files "
+         "(atomic writes, JSON), figures (matplotlib), cli (key=value, output checks)")
 
 
 def _centre(name: str) -> tuple[float, float]:

@@ -3,6 +3,10 @@
 Truth: ``model.apply`` in one plain jitted program (the path the PyTorch parity tests pin).
 """
 
+import os
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -85,8 +89,6 @@ def test_configure_cpu_runtime_appends_flags_once(monkeypatch):
     got = rt.configure_cpu_runtime(allocator=False)
     tuned = list(rt.tuned_xla_flags("float32", "train"))
     assert got == {"xla_flags": tuned, "allocator": False}
-    import os
-
     assert os.environ["XLA_FLAGS"].split() == ["--xla_force_host_platform_device_count=1", *tuned]
     assert rt.configure_cpu_runtime(allocator=False)["xla_flags"] == []  # already there: not added twice
     # A user's own value of the flag wins.
@@ -99,10 +101,6 @@ def test_configure_cpu_runtime_appends_flags_once(monkeypatch):
 def test_tuned_presets_are_accepted_by_xla(dtype, purpose):
     """XLA aborts the process on an XLA_FLAGS value it cannot parse: run one computation under the flags;
     and compile with the same preset as per-compilation options."""
-    import os
-    import subprocess
-    import sys
-
     env = {**os.environ, "XLA_FLAGS": " ".join(rt.tuned_xla_flags(dtype, purpose)), "JAX_PLATFORMS": "cpu"}
     code = "import jax, jax.numpy as jnp; print(float(jax.jit(lambda x: jnp.maximum(x @ x, 0).sum())(jnp.eye(4))))"
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
@@ -123,7 +121,5 @@ def test_configure_cpu_runtime_leaves_a_running_backend_alone(monkeypatch, caplo
     monkeypatch.setattr(rt, "_backends_initialized", lambda: True)
     monkeypatch.delenv("XLA_FLAGS", raising=False)
     assert rt.configure_cpu_runtime(allocator=False)["xla_flags"] == []
-    import os
-
     assert "XLA_FLAGS" not in os.environ
     assert "already running" in caplog.text

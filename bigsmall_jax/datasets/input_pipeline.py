@@ -35,6 +35,7 @@ from typing import Any, NamedTuple
 
 import grain
 import numpy as np
+from absl import flags
 
 from bigsmall_jax.datasets.preprocess import standardize_big
 from bigsmall_jax.errors import UserError
@@ -206,8 +207,6 @@ def make_loader(
 def _absl_flags_parsed() -> None:
     """grain 0.2.18's worker processes read an absl flag, which fails unless absl parsed the command line
     (google/grain#1355, fixed after 0.2.18): without ``absl.app``, mark the flags parsed (their defaults)."""
-    from absl import flags
-
     if not flags.FLAGS.is_parsed():
         flags.FLAGS.mark_as_parsed()
 

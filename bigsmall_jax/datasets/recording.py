@@ -1,7 +1,7 @@
 """The data contract between dataset readers, the synthetic generator, preprocessing and the TFDS builder.
 
 A `Recording` is one raw video with its per-frame labels, before any preprocessing. Readers of real
-datasets (`bigsmall_jax.datasets`) and the synthetic generator (`bigsmall_jax.synthetic`) both produce
+datasets (`bigsmall_jax.datasets.readers`) and the synthetic generator (`bigsmall_jax.synthetic`) both produce
 them; `bigsmall_jax.datasets.preprocess.preprocess_recording` turns one into model-ready clips.
 """
 

@@ -13,8 +13,8 @@ The whole pipeline of the paper, on a video file (anything FFmpeg decodes) or a 
 5. the jitted model, in batches of clips (`evaluation.evaluate.predict_frames`), and the rates of its
    waves (`signals.wave_to_rate`).
 
-`infer_video` runs it from a file, `to_json` makes the JSON document, `plot_inference` the figure and
-`write_outputs` writes both (``python -m bigsmall_jax.infer``).
+`infer_video` runs it from a file, `result_document` makes the JSON document, `plot_inference` the figure
+and `write_outputs` writes both (``python -m bigsmall_jax.infer``).
 """
 
 from __future__ import annotations
@@ -208,7 +208,7 @@ def infer_frames(model, variables, frames: np.ndarray, fps: float, face_crop: st
     return result
 
 
-def to_json(result: Inference, video: str = "", checkpoint: str = "") -> dict[str, Any]:
+def result_document(result: Inference, video: str = "", checkpoint: str = "") -> dict[str, Any]:
     """The JSON document of one inference (keys a model lacks are absent)."""
     doc: dict[str, Any] = {
         "video": video,
@@ -252,7 +252,7 @@ def _draw_au(fig: Figure, ax: Axes, result: Inference, t: np.ndarray) -> None:
     n_au = probs.shape[1]
     image = ax.imshow(probs.T, aspect="auto", origin="upper", cmap="viridis", vmin=0, vmax=1,
                       interpolation="nearest", extent=(t[0], t[-1] + 1 / result.fps, n_au - 0.5, -0.5))
-    ax.set_yticks(range(n_au), to_json(result)["au_names"], fontsize="small")
+    ax.set_yticks(range(n_au), result_document(result)["au_names"], fontsize="small")
     ax.set_title("action units: predicted probability")
     fig.colorbar(image, ax=ax, pad=0.01, fraction=0.03)
 
@@ -366,7 +366,7 @@ def write_outputs(doc: dict, output: Path, result: Inference | None = None, fram
     Both are written to temporary files first and renamed into place only once both are complete, the
     plot first: on failure neither target changes. New files get the ordinary permissions.
     """
-    text = files.to_json(doc, sort_keys=False, allow_nan=False)
+    text = files.to_json(doc, sort_keys=False, allow_nan=False, indent=None)
     with contextlib.ExitStack() as stack:
         tmp_json = stack.enter_context(files.atomic_path(output, ".json"))
         if plot is not None:  # entered last, so renamed first
@@ -375,6 +375,6 @@ def write_outputs(doc: dict, output: Path, result: Inference | None = None, fram
 
 
 __all__ = [
-    "Inference", "check_checkpoint", "crop_and_resize", "infer_frames", "infer_video", "plot_inference", "to_json",
-    "write_outputs",
+    "Inference", "check_checkpoint", "crop_and_resize", "infer_frames", "infer_video", "plot_inference",
+    "result_document", "write_outputs",
 ]

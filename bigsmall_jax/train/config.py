@@ -20,6 +20,7 @@ import ml_collections
 
 from bigsmall_jax.cli import split_key_value
 from bigsmall_jax.errors import UserError, file_error
+from bigsmall_jax.files import to_json
 from bigsmall_jax.model import ModelConfig
 from bigsmall_jax.train import losses as losses_lib
 from bigsmall_jax.train import optim as optim_lib
@@ -36,8 +37,8 @@ RESUME_FREE_KEYS = (
     "train.log_every_steps", "train.checkpoint_every_steps", "train.keep_checkpoints", "train.eval_batch_clips",
     "dataset.data_dir", "dataset.source_dir",
 )
-# Keys that older configs held (test hooks, process settings) and a workdir's config.json may still hold;
-# ignored when only the saved config has them, so such a workdir resumes.
+# Keys a workdir's saved config.json may hold that configs do not (test hooks and process settings, which
+# are arguments and flags of the trainer); ignored when only the saved config has them, so that workdir resumes.
 REMOVED_KEYS = (
     "train.stop_after_steps", "train.debug_nan_step", "multihost", "coordinator_address", "num_processes",
     "process_id",
@@ -184,7 +185,7 @@ def validate_config(config: ml_collections.ConfigDict) -> ModelConfig:
 
 def config_to_json(config: ml_collections.ConfigDict) -> dict:
     """A JSON-able dict of the config (tuples as lists)."""
-    return json.loads(json.dumps(config.to_dict(), default=list))
+    return json.loads(to_json(config.to_dict()))
 
 
 def _flat_dict(d: Mapping, prefix: str = "") -> dict[str, Any]:

@@ -21,7 +21,7 @@ def default_data_dir() -> str:
 
 
 def get_builder(config: ml_collections.ConfigDict):
-    """The dataset builder of a config, built first when missing (`bigsmall_jax.prepare.ensure_dataset`)."""
+    """The dataset builder of a config, built first when missing (`bigsmall_jax.datasets.prepare.ensure_dataset`)."""
     ds = config.dataset
     settings = dict(ds.settings.to_dict()) if isinstance(ds.settings, ml_collections.ConfigDict) else dict(ds.settings)
     settings = {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}

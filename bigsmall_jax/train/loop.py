@@ -163,7 +163,7 @@ def _setup_run(config: ml_collections.ConfigDict, workdir: Path, hooks: Hooks) -
     starts = {t: int(round(float(config.loss[f"{t}_start"]) * total_steps)) for t in losses_lib.TASKS}
     step_fn = make_train_step(model, schedule, seed=int(config.seed), task_weights=weights, au_pos_weight=pos_weight,
                               pcgrad=bool(config.loss.pcgrad), per_clip_dropout=bool(config.train.per_clip_dropout),
-                              task_start_steps=starts, debug_nan_step=hooks.nan_at_step)
+                              task_start_steps=starts, nan_at_step=hooks.nan_at_step)
     config_json = config_to_json(config)
     _check_workdir_config(workdir, config_json)
     primary = jax.process_index() == 0

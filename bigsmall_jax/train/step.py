@@ -77,7 +77,7 @@ def _summed_gradients(task_losses: Callable, params, weights: Mapping[str, jax.A
 
 def make_train_step(model: BigSmall, schedule: optax.Schedule, *, seed: int, task_weights: Mapping[str, float],
                     au_pos_weight=None, pcgrad: bool = False, per_clip_dropout: bool = True,
-                    task_start_steps: Mapping[str, int] | None = None, debug_nan_step: int = -1,
+                    task_start_steps: Mapping[str, int] | None = None, nan_at_step: int = -1,
                     axis_name: str = AXIS):
     """The per-device training step, to be wrapped in ``jax.pmap(..., axis_name=axis_name)``.
 
@@ -91,7 +91,7 @@ def make_train_step(model: BigSmall, schedule: optax.Schedule, *, seed: int, tas
       per_clip_dropout: dropout keys per global clip index (device-count invariant) rather than per device.
       task_start_steps: {task: step}: the task's loss has weight 0 before that step (a curriculum; default:
         every task from step 0). Its loss is still computed and logged.
-      debug_nan_step: fault injection (tests); the loss of that step is multiplied by NaN.
+      nan_at_step: fault injection (tests); the loss of that step is multiplied by NaN.
       axis_name: the pmap axis.
 
     Returns:
@@ -111,7 +111,7 @@ def make_train_step(model: BigSmall, schedule: optax.Schedule, *, seed: int, tas
         weights = {h: base_weights[h] * (state.step >= starts[h]) if starts[h] > 0 else base_weights[h]
                    for h in heads}
         step_key = jax.random.fold_in(base_key, state.step + 1)
-        nan_factor = jnp.where(state.step == debug_nan_step, jnp.nan, 1.0)
+        nan_factor = jnp.where(state.step == nan_at_step, jnp.nan, 1.0)
 
         def task_losses(params):
             sums = losses_lib.task_sums(forward(params, batch, step_key), batch, pos_weight)

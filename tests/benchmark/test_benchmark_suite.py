@@ -16,7 +16,7 @@ from bigsmall_jax.benchmark.__main__ import main
 from bigsmall_jax.benchmark.models import peak_fractions, synthetic_batch
 from bigsmall_jax.benchmark.peak import time_interleaved
 from bigsmall_jax.benchmark.report import format_table
-from bigsmall_jax.model import SINGLE_TASK_VARIANTS
+from bigsmall_jax.model import SINGLE_TASK_VARIANTS, named_config
 
 MODEL_FIELDS = ("flops_per_clip", "flops_per_frame", "train_flops_per_clip", "params", "n_segment", "batch_clips",
                 "infer_frames_per_s", "infer_latency_ms", "train_clips_per_s", "train_step_ms", "compile_s",
@@ -61,7 +61,7 @@ def test_quick_run_figures_are_consistent(quick_run):
     m = quick_run["models"]
     peak = quick_run["matmul_peak_gflops"]
     big = m["bigsmall"]
-    assert big["params"] == 2_142_478  # the paper's model (tests/test_models.py counts it analytically)
+    assert big["params"] == 2_142_478  # the paper's model (tests/model/test_bigsmall.py counts it analytically)
     assert big["n_segment"] == 3
     assert big["flops_per_frame"] == pytest.approx(big["flops_per_clip"] / 3)
     # A train step costs about three forward passes (forward, input and weight gradients).
@@ -138,8 +138,6 @@ def test_peak_fractions_closed_form():
 
 
 def test_synthetic_batch_layout():
-    from bigsmall_jax.model import named_config
-
     config = named_config("bigsmall")
     b = synthetic_batch(config, n_clips=2)
     assert b["big"].shape == (6, 144, 144, 3) and b["small"].shape == (6, 9, 9, 3)

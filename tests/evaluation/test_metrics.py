@@ -181,7 +181,7 @@ def test_evaluate_videos_windows_and_missing_keys():
     json.dumps(res, allow_nan=False)
 
 
-def test_evaluate_videos_bad_input_names_thevideo_entry():
+def test_evaluate_videos_bad_input_names_the_video():
     bad = video_entry("bad_one", 30.0, 72.0, 72.0, 15.0, 15.0, au=False)
     bad["bvp_pred"] = bad["bvp_pred"].copy()
     bad["bvp_pred"][5] = np.nan

@@ -9,6 +9,7 @@ import imageio
 import numpy as np
 
 from bigsmall_jax import synthetic as sy
+from bigsmall_jax.datasets import readers
 from bigsmall_jax.datasets.recording import AU_NAMES
 
 # Small, fast settings: 96-pixel frames.
@@ -36,11 +37,9 @@ def test_write_files_round_trip(tmp_path):
 
 
 def test_generic_reader_reads_written_files_back(tmp_path):
-    from bigsmall_jax.datasets import readers as datasets
-
     rec = sy.generate_recording(0, 1, dataclasses.replace(TINY, duration_s=0.8))
     sy.write_files(rec, tmp_path)
-    (back,) = list(datasets.generic_recordings(tmp_path))
+    (back,) = list(readers.generic_recordings(tmp_path))
     np.testing.assert_array_equal(back.frames, rec.frames)
     np.testing.assert_allclose(back.bvp, rec.bvp, atol=1e-5)
     np.testing.assert_array_equal(back.au, rec.au)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from bigsmall_jax.datasets.recording import BP4D_AU_POS_WEIGHT
 from bigsmall_jax.errors import UserError
 from bigsmall_jax.model import ModelConfig
 from bigsmall_jax.train.config import (
@@ -30,8 +31,6 @@ def test_named_configs_load_and_validate(name):
     config = load_config(name)
     mc = validate_config(config)
     if name.startswith("bp4d") or name in ("big_au", "small_bvp", "small_resp"):
-        from bigsmall_jax.datasets.recording import BP4D_AU_POS_WEIGHT
-
         assert config.dataset.name == "bp4d_plus"
         assert config.optim.lr == 1e-3 and config.optim.weight_decay == 0.0 and config.train.num_epochs == 5
         assert config.train.select == "last"

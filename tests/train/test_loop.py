@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from train_helpers import flat_params, subprocess_env, tiny_overrides
 
+from bigsmall_jax.checkpoints import load_checkpoint
 from bigsmall_jax.errors import UserError, cli_main
 from bigsmall_jax.model import build_model
 from bigsmall_jax.train import optim
@@ -54,8 +55,6 @@ def test_resume_after_stop_gives_the_same_parameters(tiny_synthetic_dataset, tmp
     second = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "resuming from step 6" in second.stderr
-
-    from bigsmall_jax.checkpoints import load_checkpoint
 
     _, variables = load_checkpoint(workdir)
     np.testing.assert_allclose(flat_params(variables["params"]), flat_params(uninterrupted.params),

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bigsmall_jax.checkpoints import load_checkpoint
+
 ROOT = Path(__file__).resolve().parents[2]
 
 # Each process runs the training command's code path and saves the parameters it ends with.
@@ -76,8 +78,6 @@ def test_two_processes_end_with_identical_parameters(tiny_synthetic_dataset, tmp
     best_epoch = int(np.argmin([v["val_loss"] for v in val]))
     assert metrics["run"]["tested"] == {"select": "best", "epoch": best_epoch, "step": 4 * (best_epoch + 1)}
     import jax
-
-    from bigsmall_jax.checkpoints import load_checkpoint
 
     exported = jax.tree_util.tree_leaves(load_checkpoint(workdir)[1]["params"])
     best = jax.tree_util.tree_leaves(load_checkpoint(workdir / "best")[1]["params"])

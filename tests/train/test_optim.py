@@ -9,7 +9,7 @@ import pytest
 from train_helpers import flat_params, narrow_model_and_batch, pcgrad_loop
 
 from bigsmall_jax.errors import UserError
-from bigsmall_jax.train import optim
+from bigsmall_jax.train import losses, optim
 from bigsmall_jax.train.parallel import AXIS, replicate, shard_batch, unreplicate
 from bigsmall_jax.train.state import create_train_state
 from bigsmall_jax.train.step import make_train_step
@@ -80,8 +80,6 @@ def test_clipping_happens_before_adamw():
 def test_pcgrad_step_applies_the_projected_task_gradients():
     """With SGD(lr=1), the step's parameter change is minus PCGrad of the three task gradients, each computed
     on its own with jax.grad."""
-    from bigsmall_jax.train import losses
-
     model, batch = narrow_model_and_batch(6, seed=0)
     weights = {"au": 1.0, "bvp": 3.0, "resp": 0.5}
     state0 = create_train_state(model, optax.sgd(1.0), 0)

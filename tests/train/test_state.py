@@ -9,6 +9,7 @@ import numpy as np
 import optax
 import pytest
 
+from bigsmall_jax.checkpoints.torch_import import convert_file
 from bigsmall_jax.model import build_model
 from bigsmall_jax.train.state import create_train_state
 
@@ -17,8 +18,6 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 
 def test_torch_style_init_matches_the_pytorch_reference_init():
     """train.init='torch' draws like PyTorch's defaults: the reference file holds such a draw."""
-    from bigsmall_jax.checkpoints.torch_import import convert_file
-
     mc, ref = convert_file(DATA / "bigsmall_random_init.pth")
     model = build_model(mc)
     ours = create_train_state(model, optax.sgd(0.1), 0, init="torch").params

@@ -15,6 +15,7 @@ import optax
 import pytest
 from train_helpers import narrow_model_and_batch, subprocess_env
 
+from bigsmall_jax.checkpoints.torch_import import convert_file
 from bigsmall_jax.model import build_model
 from bigsmall_jax.train import optim
 from bigsmall_jax.train.parallel import AXIS, replicate, shard_batch, unreplicate
@@ -26,8 +27,6 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 
 def test_five_steps_match_pytorch_adamw():
     """5 full-batch AdamW steps from the PyTorch init reproduce the reference losses (dropout off)."""
-    from bigsmall_jax.checkpoints.torch_import import convert_file
-
     mc, variables = convert_file(DATA / "bigsmall_random_init.pth")
     model = build_model(dataclasses.replace(mc, dropout=(0.0, 0.0, 0.0)))
     g = np.load(DATA / "bigsmall_golden.npz")
