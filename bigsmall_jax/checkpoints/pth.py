@@ -32,6 +32,7 @@ import io
 import math
 import pickle
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import ml_dtypes
@@ -306,11 +307,14 @@ def _unpickle(path: Path, archive: zipfile.ZipFile):
         raise file_error(path, f"cannot read state dict: {e}") from None
 
 
-def load_state_dict(path: str | Path) -> dict[str, np.ndarray]:
+def load_state_dict(path: str | Path,
+                    check: Callable[[dict[str, tuple[int, ...]]], None] | None = None) -> dict[str, np.ndarray]:
     """Reads a PyTorch zip-format state dict into ``{key: np.ndarray}`` without PyTorch.
 
     Args:
       path: a ``.pth`` file written by ``torch.save(model.state_dict(), path)``.
+      check: called with every tensor's shape by key once the layouts are checked and before any storage
+        is read, e.g. to compare them with a model's; it refuses a file by raising.
     Returns:
       The tensors by key, in file order, as host NumPy arrays (PyTorch layouts kept: OIHW kernels,
       ``(out, in)`` linear weights). Keys keep any ``module.`` prefix. Contiguous tensors may be
@@ -332,6 +336,8 @@ def load_state_dict(path: str | Path) -> dict[str, np.ndarray]:
     try:
         with archive:
             layouts = _check_state(path, _unpickle(path, archive))
+            if check is not None:
+                check({key: layout.shape for key, layout in layouts.items()})
             storages = {s: _read_storage(path, archive, s) for s in dict.fromkeys(x.storage for x in layouts.values())}
     except (zipfile.BadZipFile, EOFError, OSError, NotImplementedError) as e:
         raise file_error(path, f"cannot read the archive: {e}") from None

@@ -60,3 +60,22 @@ def test_convert_refuses_a_state_dict_with_one_hostile_tensor(tmp_path, capsys, 
     assert captured.out == "" and len(captured.err.splitlines()) == 1
     assert captured.err.startswith(f"error: {hostile}: ") and re.search(problem, captured.err)
     assert not (tmp_path / "out").exists()
+
+
+def test_shapes_are_checked_against_the_model_before_any_data_is_read(tmp_path, capsys, write_pth):
+    # A 256 MiB au_fc2.weight (within the size limits; it makes the model one of 524288 AUs, which the 12
+    # outputs of au_fc2.bias do not fit) whose storage member is not even there: the shape check refuses the
+    # file before any storage is looked for.
+    state = load_state_dict(DATA / "bigsmall_random_init.pth")
+    tensors = {k: dict(data=v.ravel(), size=v.shape, stride=_c_strides(v.shape)) for k, v in state.items()}
+    units = state["module.au_fc2.weight"].shape[1]
+    tensors["module.au_fc2.weight"] = dict(numel=2**26, size=(2**26 // units, units), stride=(units, 1), missing=True)
+    path = tmp_path / "wide.pth"
+    write_pth(path, tensors)
+    with pytest.raises(SystemExit) as exc:
+        convert_main([str(path), str(tmp_path / "out")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: {path}: key 'au_fc2.bias' has shape (12,), which does not fit au/fc2/bias of shape "
+                   f"({2**26 // units},)\n")
+    assert not (tmp_path / "out").exists()
