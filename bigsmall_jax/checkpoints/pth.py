@@ -31,6 +31,7 @@ import dataclasses
 import io
 import math
 import pickle
+import reprlib
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -48,6 +49,7 @@ MAX_STORAGE_BYTES = 256 * MiB  # one storage (one data/<key> member)
 MAX_TENSOR_BYTES = 256 * MiB  # one tensor, as built
 MAX_FILE_BYTES = 1024 * MiB  # all storages read plus all tensors copied out of them, per file
 _GATHER_CHUNK = 1 << 20  # elements gathered per step for a non-contiguous tensor
+_short = reprlib.Repr().repr  # repr of a value from the pickle in messages: bounded in length and depth
 
 # torch storage class name -> NumPy dtype of its elements.
 _STORAGE_DTYPES = {
@@ -74,11 +76,12 @@ class _StorageType:
 
 @dataclasses.dataclass(frozen=True)
 class _StorageRef:
-    """A storage as the pickle declares it: zip member name, element dtype and element count (unchecked)."""
+    """A storage as the pickle declares it: zip member name, element dtype and element count (a count, not
+    yet compared with the limits)."""
 
     member: str
     dtype: np.dtype
-    numel: object
+    numel: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,12 +155,14 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
     def persistent_load(self, pid):
         if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
-            raise pickle.UnpicklingError(f"unexpected persistent id {pid!r}")
+            raise pickle.UnpicklingError(f"unexpected persistent id {_short(pid)}")
         _, storage_type, key, _location, numel = pid
         if not isinstance(storage_type, _StorageType):
-            raise pickle.UnpicklingError(f"storage of unknown type {storage_type!r}")
+            raise pickle.UnpicklingError(f"storage of unknown type {_short(storage_type)}")
         if not isinstance(key, str):
-            raise pickle.UnpicklingError(f"storage key {key!r} is not a string")
+            raise pickle.UnpicklingError(f"storage key {_short(key)} is not a string")
+        if not _is_count(numel):
+            raise pickle.UnpicklingError(f"storage '{key}' declares {_short(numel)} elements, not a count")
         ref = _StorageRef(f"{self._root}/data/{key}", storage_type.dtype, numel)
         known = self._storages.setdefault(key, ref)
         if known != ref:
@@ -173,14 +178,13 @@ def _is_count(value) -> bool:
 def _count_tuple(value, what: str) -> tuple[int, ...]:
     """`value` as a tuple of non-negative ints, or a ValueError saying what is wrong with it."""
     if not isinstance(value, (tuple, list)) or not all(_is_count(v) for v in value):
-        raise ValueError(f"{what} {value!r} is not a tuple of non-negative integers")
+        raise ValueError(f"{what} {_short(value)} is not a tuple of non-negative integers")
     return tuple(value)
 
 
 def _check_storage(storage: _StorageRef) -> int:
-    """The byte size of `storage`, or a ValueError if its element count is not a count or over the limit."""
-    if not _is_count(storage.numel):
-        raise ValueError(f"storage '{storage.member}' declares {storage.numel!r} elements, not a count")
+    """The byte size of `storage` (its element count checked by the unpickler), or a ValueError if over the
+    limit."""
     nbytes = storage.numel * storage.dtype.itemsize
     if nbytes > MAX_STORAGE_BYTES:
         raise ValueError(f"storage '{storage.member}' declares {storage.numel} elements ({nbytes} bytes), over "
@@ -196,7 +200,7 @@ def _check_tensor(ref) -> _Layout:
         raise ValueError(f"its storage is a {type(ref.storage).__name__}, not a stored tensor")
     _check_storage(ref.storage)
     if not _is_count(ref.offset):
-        raise ValueError(f"storage offset {ref.offset!r} is not a non-negative integer")
+        raise ValueError(f"storage offset {_short(ref.offset)} is not a non-negative integer")
     shape = _count_tuple(ref.shape, "size")
     strides = _count_tuple(ref.strides, "stride")
     if len(shape) != len(strides):
@@ -221,7 +225,7 @@ def _check_state(path: Path, state) -> dict[str, _Layout]:
     layouts: dict[str, _Layout] = {}
     for key, ref in state.items():
         if not isinstance(key, str):
-            raise file_error(path, f"entry {key!r} is not a tensor")
+            raise file_error(path, f"entry {_short(key)} is not a tensor")
         try:
             layouts[key] = _check_tensor(ref)
         except ValueError as e:
@@ -303,7 +307,8 @@ def _unpickle(path: Path, archive: zipfile.ZipFile):
     data = _read_member(path, archive, pickles[0], size)
     try:
         return _RestrictedUnpickler(io.BytesIO(data), root).load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as e:
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
+            RecursionError) as e:
         raise file_error(path, f"cannot read state dict: {e}") from None
 
 

@@ -15,8 +15,9 @@ import pytest
 
 
 def _value(obj) -> bytes:
-    """The protocol-2 opcodes that push `obj` (a str, int, bool or tuple of them), without PROTO and STOP."""
-    return pickle.dumps(obj, protocol=2)[2:-1]
+    """The protocol-2 opcodes that push `obj` (a str, int, bool or tuple of them), without PROTO and STOP;
+    `obj` itself if it is bytes (opcodes written by hand)."""
+    return obj if isinstance(obj, bytes) else pickle.dumps(obj, protocol=2)[2:-1]
 
 
 def _global(module: str, name: str) -> bytes:
@@ -35,7 +36,8 @@ def _tensor_opcodes(storage_key: str, numel: int, offset, size, stride) -> bytes
 def make_pth(path, tensors: dict[str, dict], compression: int = zipfile.ZIP_STORED) -> None:
     """Writes a .pth whose state dict maps each key to a float32 tensor described by its dict.
 
-    Each dict holds ``data`` (the storage's float32 values), ``size`` and ``stride``, and optionally
+    Each dict holds ``data`` (the storage's float32 values), ``size`` and ``stride`` (values, or bytes: the
+    opcodes that push them), and optionally
     ``offset`` (default 0), ``numel`` (the element count the pickle declares, default ``data.size``),
     ``member`` (the bytes stored in the zip instead of ``data``) and ``missing`` (no zip member at all).
     """
