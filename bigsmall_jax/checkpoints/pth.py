@@ -322,8 +322,8 @@ def load_state_dict(path: str | Path,
         is read, e.g. to compare them with a model's; it refuses a file by raising.
     Returns:
       The tensors by key, in file order, as host NumPy arrays (PyTorch layouts kept: OIHW kernels,
-      ``(out, in)`` linear weights). Keys keep any ``module.`` prefix. Contiguous tensors may be
-      read-only views of their storage.
+      ``(out, in)`` linear weights). Keys keep any ``module.`` prefix. Contiguous tensors are views of
+      their storage's array, which tensors sharing a storage share.
     Raises:
       UserError: the file is missing, not a zip, truncated; its pickle names anything beyond a state
         dict's needs; a tensor's offset, size or stride is negative or not an integer, or its view does
