@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from types import SimpleNamespace
+from typing import TypeVar
 
 import jax
 import numpy as np
@@ -25,8 +27,10 @@ from bigsmall_jax.checkpoints.pth import load_state_dict
 from bigsmall_jax.errors import UserError, file_error
 from bigsmall_jax.model import ModelConfig, abstract_variables, build_model
 
+T = TypeVar("T")
 
-def _strip_prefix(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+
+def _strip_prefix(state: dict[str, T]) -> dict[str, T]:
     """The state dict without the ``module.`` prefix `torch.nn.DataParallel` adds to every key."""
     return {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
 
@@ -39,7 +43,8 @@ def _conv_filters(state, branch: str) -> tuple[int, ...]:
 
 def infer_config(state: dict[str, np.ndarray], task: str | None = None, n_segment: int = 3,
                  source: str = "state dict") -> ModelConfig:
-    """The `ModelConfig` a (prefix-stripped) PyTorch state dict belongs to."""
+    """The `ModelConfig` a (prefix-stripped) PyTorch state dict belongs to, read from its shapes only (the
+    values may be anything with a ``.shape``)."""
     has_big = "big_conv1.weight" in state
     has_small = "small_conv1.weight" in state
     has_out = "out_fc2.weight" in state
@@ -105,9 +110,7 @@ def state_dict_to_variables(state: dict[str, np.ndarray], config: ModelConfig, s
     Raises:
       UserError: a key missing, extra, or of the wrong shape (naming the key).
     """
-    target = abstract_variables(build_model(config))["params"]
-    flat = {tuple(str(getattr(k, "key", k)) for k in path): leaf
-            for path, leaf in jax.tree_util.tree_leaves_with_path(target)}
+    flat = _flax_params(config)
     used = set()
     params: dict = {}
     for flax_path, leaf in flat.items():
@@ -135,6 +138,41 @@ def state_dict_to_variables(state: dict[str, np.ndarray], config: ModelConfig, s
     return {"params": params}
 
 
+def _flax_params(config: ModelConfig) -> dict[tuple[str, ...], jax.ShapeDtypeStruct]:
+    """The abstract Flax parameters of `config`'s model by path, e.g. ``('big', 'conv1', 'kernel')``."""
+    target = abstract_variables(build_model(config))["params"]
+    return {tuple(str(getattr(k, "key", k)) for k in path): leaf
+            for path, leaf in jax.tree_util.tree_leaves_with_path(target)}
+
+
+def _torch_shape(flax_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The PyTorch shape of a Flax parameter's: HWIO kernels -> OIHW, (in, out) kernels -> (out, in)."""
+    if len(flax_shape) == 4:
+        h, w, i, o = flax_shape
+        return (o, i, h, w)
+    return tuple(reversed(flax_shape))
+
+
+def check_shapes(shapes: dict[str, tuple[int, ...]], config: ModelConfig, source: str = "state dict") -> None:
+    """Checks the keys and shapes of a prefix-stripped state dict against `config`'s model, before its data
+    is read (`state_dict_to_variables` checks the arrays themselves).
+
+    Raises:
+      UserError: a key missing, extra, or of the wrong shape (naming the key).
+    """
+    expected = {_torch_name(flax_path, config): (flax_path, tuple(leaf.shape))
+                for flax_path, leaf in _flax_params(config).items()}
+    for name, (flax_path, flax_shape) in expected.items():
+        if name not in shapes:
+            raise file_error(source, f"missing key '{name}' (needed for {'/'.join(flax_path)})")
+        if tuple(shapes[name]) != _torch_shape(flax_shape):
+            raise file_error(source, f"key '{name}' has shape {tuple(shapes[name])}, which does not fit "
+                                     f"{'/'.join(flax_path)} of shape {flax_shape}")
+    extra = sorted(set(shapes) - set(expected))
+    if extra:
+        raise file_error(source, f"unexpected key(s) {extra} for a {config.variant} model")
+
+
 def task_from_filename(path: str | Path) -> str | None:
     """The task a single-pathway file's name says (any case): ``"resp"`` for ``*Resp*``, ``"bvp"`` for
     ``*Heart*``, else None."""
@@ -147,7 +185,18 @@ def task_from_filename(path: str | Path) -> str | None:
 
 
 def convert_file(path: str | Path, task: str | None = None, n_segment: int = 3):
-    """Reads a ``.pth`` and returns ``(config, variables)``. `task` overrides the file name's hint."""
-    state = _strip_prefix(load_state_dict(path))
-    config = infer_config(state, task or task_from_filename(path), n_segment, source=str(path))
-    return config, state_dict_to_variables(state, config, source=str(path))
+    """Reads a ``.pth`` and returns ``(config, variables)``. `task` overrides the file name's hint.
+
+    The model is detected and every key and shape checked against it from the file's declared shapes,
+    before any tensor data is read.
+    """
+    found = {}
+
+    def check(shapes: dict[str, tuple[int, ...]]) -> None:
+        shapes = _strip_prefix(shapes)
+        stand_ins = {key: SimpleNamespace(shape=shape) for key, shape in shapes.items()}
+        found["config"] = infer_config(stand_ins, task or task_from_filename(path), n_segment, source=str(path))
+        check_shapes(shapes, found["config"], source=str(path))
+
+    state = _strip_prefix(load_state_dict(path, check=check))
+    return found["config"], state_dict_to_variables(state, found["config"], source=str(path))
