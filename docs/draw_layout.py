@@ -27,8 +27,9 @@ BOXES = {
     "train": (6.4, 4.2, 2.7, 1.4, "train/", "config, losses, optim, state,\nstep (pmap), parallel, data,\n"
               "checkpointing, logs, loop", "#cfe2ff"),
     "model": (9.6, 4.2, 2.4, 1.4, "model/", "config, layers, bigsmall,\nvariants, flops", "#e2d4f7"),
-    "evaluation": (6.4, 2.3, 2.7, 1.4, "evaluation/", "signals (detrend, FFT),\nmetrics, plots, evaluate\n(runs runtime.Forward),\n"
-                   "unsupervised (POS, ...)", "#fff3b0"),
+    "evaluation": (6.4, 2.3, 2.7, 1.4, "evaluation/",
+                   "signals (detrend, FFT),\nmetrics, plots, evaluate\n(runs runtime.Forward),\nunsupervised (POS, ...)",
+                   "#fff3b0"),
     "checkpoints": (9.6, 2.3, 2.4, 1.4, "checkpoints/", "model_dir (orbax),\npth (torch-free),\ntorch_import, load",
                     "#ffe5b4"),
     "inference": (6.4, 0.55, 2.7, 1.2, "inference/", "a video -> face crop ->\nBig/Small -> waves,\nHR, RR, AUs",
