@@ -28,7 +28,8 @@ BOXES = {
               "checkpointing, logs, loop", "#cfe2ff"),
     "model": (9.6, 4.2, 2.4, 1.4, "model/", "config, layers, bigsmall,\nvariants, flops", "#e2d4f7"),
     "evaluation": (6.4, 2.3, 2.7, 1.4, "evaluation/",
-                   "signals (detrend, FFT),\nmetrics, plots, evaluate\n(runs runtime.Forward),\nunsupervised (POS, ...)",
+                   "signals (detrend, FFT),\nmetrics, plots, evaluate\n(runs runtime.Forward),\n"
+                   "unsupervised (POS, ...)",
                    "#fff3b0"),
     "checkpoints": (9.6, 2.3, 2.4, 1.4, "checkpoints/", "model_dir (orbax),\npth (torch-free),\ntorch_import, load",
                     "#ffe5b4"),
