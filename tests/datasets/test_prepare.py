@@ -11,6 +11,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from tiny_data import TINY_SYNTHETIC
 
 from bigsmall_jax import prepare as prepare_cli
 from bigsmall_jax.datasets import prepare, registry
@@ -98,8 +99,6 @@ def test_prepare_cli_unknown_dataset_lists_valid_names(tmp_path, capsys):
 
 
 def test_prepare_cli_reuses_a_built_dataset_and_prints_json(tiny_synthetic_dataset, capsys):
-    from conftest import TINY_SYNTHETIC
-
     data_dir, builder = tiny_synthetic_dataset
     args = ["--dataset", "synthetic", "--data-dir", str(data_dir), "--no-progress"]
     for key, value in TINY_SYNTHETIC.items():
@@ -122,8 +121,6 @@ def test_prepare_cli_bad_setting_is_one_line(tmp_path, capsys):
 
 def test_open_prepared_opens_the_tiny_dataset_by_config_or_from_disk(tiny_synthetic_dataset):
     """The dataset built by the fixture loads both ways, with its config name, version and clips unchanged."""
-    from conftest import TINY_SYNTHETIC
-
     data_dir, built = tiny_synthetic_dataset
     cfg = registry.make_config("synthetic", **TINY_SYNTHETIC)
     assert cfg.name == built.builder_config.name and cfg.name.startswith("default-")
