@@ -46,3 +46,28 @@ def check_output_file(path: str | os.PathLike, suffix: str, flag: str) -> Path:
     if not path.parent.is_dir():
         raise file_error(path, f"the folder to write {flag} into does not exist")
     return path
+
+
+def _is_within(path: Path, folder: Path) -> bool:
+    """Whether `path` is `folder` or lies somewhere under it (both already resolved)."""
+    return path == folder or folder in path.parents
+
+
+def check_not_inside(path: str | os.PathLike, inputs: Sequence[str | os.PathLike | None], flag: str) -> None:
+    """Checks that writing `path` cannot replace an input: it is none of `inputs` and lies in none of them.
+
+    Symbolic links are resolved first, so a link into a checkpoint directory counts as inside it. Inputs
+    that are None (an optional flag not given) are skipped.
+
+    Raises:
+      UserError: `path` is an input file or directory, or lies inside an input directory.
+    """
+    target = Path(path).resolve()
+    for source in inputs:
+        if source is None:
+            continue
+        source = Path(source).resolve()
+        if target == source:
+            raise file_error(path, f"{flag} is an input of this command ({source}); it would be overwritten")
+        if _is_within(target, source):
+            raise file_error(path, f"{flag} lies inside the input {source}; write it somewhere else")

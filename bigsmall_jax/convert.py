@@ -10,14 +10,32 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bigsmall_jax.checkpoints.model_dir import save_checkpoint
+from bigsmall_jax.checkpoints.model_dir import check_replaceable, save_checkpoint
 from bigsmall_jax.checkpoints.torch_import import convert_file
-from bigsmall_jax.errors import cli_main
+from bigsmall_jax.errors import cli_main, file_error
 from bigsmall_jax.model import count_params
+
+
+def check_out_dir(src: Path, out_dir: Path, overwrite: bool) -> None:
+    """Checks, before anything is read, that writing `out_dir` cannot delete the source or unrelated files.
+
+    Raises:
+      UserError: `out_dir` is the current directory, the source file or a folder holding it, or an existing
+        path `save_checkpoint` would refuse (`check_replaceable`).
+    """
+    target, source = out_dir.resolve(), src.resolve()
+    if target == Path.cwd().resolve():
+        raise file_error(out_dir, "is the current directory; give a new folder for the checkpoint")
+    if target == source:
+        raise file_error(out_dir, "is the source file; give a new folder for the checkpoint")
+    if target in source.parents:
+        raise file_error(out_dir, f"holds the source file {src}; give a new folder for the checkpoint")
+    check_replaceable(out_dir, overwrite)
 
 
 @cli_main
 def main(argv=None) -> None:
+    """Converts SRC into the checkpoint directory OUT_DIR and prints a one-line summary."""
     parser = argparse.ArgumentParser(prog="python -m bigsmall_jax.convert", description=__doc__.split("\n\n")[0])
     parser.add_argument("src", type=Path, help="PyTorch state dict (.pth)")
     parser.add_argument("out_dir", type=Path, help="checkpoint directory to write")
@@ -25,6 +43,7 @@ def main(argv=None) -> None:
     parser.add_argument("--n-segment", type=int, default=3, help="frames per clip (default 3)")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it exists")
     args = parser.parse_args(argv)
+    check_out_dir(args.src, args.out_dir, args.overwrite)
     config, variables = convert_file(args.src, args.task, args.n_segment)
     save_checkpoint(args.out_dir, config, variables, metadata={"converted_from": args.src.name},
                     overwrite=args.overwrite)

@@ -20,7 +20,7 @@ import argparse
 import logging
 from collections.abc import Sequence
 
-from bigsmall_jax.cli import check_output_file
+from bigsmall_jax.cli import check_not_inside, check_output_file
 from bigsmall_jax.datasets.registry import DATASETS
 from bigsmall_jax.errors import UserError, cli_main
 from bigsmall_jax.evaluation.evaluate import evaluate_checkpoint, format_table, write_results
@@ -52,6 +52,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Evaluates, writes the JSON and plots, and prints the table."""
     args = parse_args(argv)
     output = check_output_file(args.output, ".json", "--output")
+    check_not_inside(output, [args.checkpoint, args.data_dir], "--output")
     if args.window_s is not None and not args.window_s > 0:
         raise UserError(f"--window-s must be positive, got {args.window_s}")
     if args.batch_clips < 1:

@@ -29,7 +29,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from bigsmall_jax.cli import check_output_file
+from bigsmall_jax.cli import check_not_inside, check_output_file
 from bigsmall_jax.errors import UserError, cli_main, file_error
 from bigsmall_jax.inference.video import CROP_MODES, infer_video, result_document, write_outputs
 
@@ -59,6 +59,9 @@ def _check_args(args: argparse.Namespace) -> tuple[Path, Path | None]:
     """Checks the flags before anything is read; returns the output JSON and plot paths."""
     output = check_output_file(args.output, ".json", "--output")
     plot = check_output_file(args.plot, ".png", "--plot") if args.plot else None
+    check_not_inside(output, [args.video, args.checkpoint], "--output")
+    if plot is not None:
+        check_not_inside(plot, [args.video, args.checkpoint], "--plot")
     if args.fps is not None and not (math.isfinite(args.fps) and args.fps > 0):
         raise file_error(args.video, f"--fps must be a positive number of frames per second, got {args.fps:g}")
     if args.fps is None and Path(args.video).is_dir():

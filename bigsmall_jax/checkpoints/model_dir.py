@@ -47,6 +47,30 @@ def check_variables(model: BigSmall, variables, source: str) -> None:
             raise file_error(source, f"array {key} holds NaN or inf values")
 
 
+def check_replaceable(path: str | Path, overwrite: bool) -> None:
+    """Checks that a model checkpoint directory may be written at `path` (`save_checkpoint` calls it).
+
+    A missing `path` is fine. With `overwrite`, an existing `path` may be replaced only when it is an empty
+    directory or a model directory this project wrote: exactly ``CONFIG_FILE`` and the ``VARIABLES_DIR`` folder.
+
+    Raises:
+      UserError: `path` exists and `overwrite` is False, or it is a file, or a directory holding anything
+        else than a model checkpoint.
+    """
+    path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        return
+    if not overwrite:
+        raise file_error(path, "already exists (pass overwrite=True / --overwrite to replace it)")
+    if not path.is_dir():
+        raise file_error(path, "exists and is not a directory; refusing to replace it with a checkpoint")
+    entries = {p.name for p in path.iterdir()}
+    if entries and (entries != {CONFIG_FILE, VARIABLES_DIR} or not (path / VARIABLES_DIR).is_dir()):
+        foreign = sorted(entries - {CONFIG_FILE, VARIABLES_DIR}) or sorted(entries)
+        raise file_error(path, f"is not a model checkpoint directory (it holds {', '.join(foreign[:5])}); "
+                               "--overwrite only replaces one written by bigsmall-jax")
+
+
 def save_checkpoint(path: str | Path, config: ModelConfig, variables, metadata: dict[str, Any] | None = None,
                     overwrite: bool = False, process_local: bool = False) -> Path:
     """Writes a model checkpoint directory atomically (a temporary directory renamed at the end).
@@ -55,17 +79,17 @@ def save_checkpoint(path: str | Path, config: ModelConfig, variables, metadata: 
       path: the directory to write.
       config: the model's config, stored in ``CONFIG_FILE`` with `metadata` (JSON, NumPy values allowed).
       variables: ``{"params": ...}`` of that model (device or host arrays).
-      overwrite: replace an existing `path` (only once the new directory is complete).
+      overwrite: replace an existing model directory at `path` (only once the new directory is complete).
       process_local: write from this process alone, without orbax's cross-process synchronisation (for
         multi-process runs in which only one process exports the model).
     Returns:
       The absolute path written.
     Raises:
-      UserError: `path` exists and `overwrite` is False.
+      UserError: `path` cannot be written (`check_replaceable`): it exists and `overwrite` is False, or it
+        is not a model directory (nor an empty one).
     """
     path = Path(path).absolute()
-    if path.exists() and not overwrite:
-        raise file_error(path, "already exists (pass overwrite=True / --overwrite to replace it)")
+    check_replaceable(path, overwrite)
     variables = jax.tree_util.tree_map(np.asarray, jax.device_get(variables))
     options = {}
     if process_local:
@@ -137,5 +161,5 @@ def load_model_dir(path: str | Path) -> tuple[BigSmall, dict]:
     return model, variables
 
 
-__all__ = ["CONFIG_FILE", "VARIABLES_DIR", "abstract_variables", "check_variables", "load_model_dir", "read_config",
-           "save_checkpoint"]
+__all__ = ["CONFIG_FILE", "VARIABLES_DIR", "abstract_variables", "check_replaceable", "check_variables",
+           "load_model_dir", "read_config", "save_checkpoint"]

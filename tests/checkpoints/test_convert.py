@@ -5,10 +5,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_checks import expect_nothing_changed
 
 from bigsmall_jax import load_checkpoint
+from bigsmall_jax.checkpoints.model_dir import CONFIG_FILE, VARIABLES_DIR, save_checkpoint
 from bigsmall_jax.checkpoints.pth import load_state_dict
+from bigsmall_jax.checkpoints.torch_import import convert_file
 from bigsmall_jax.convert import main as convert_main
+from bigsmall_jax.errors import UserError
 
 DATA = Path(__file__).parent.parent / "data"
 
@@ -79,3 +83,64 @@ def test_shapes_are_checked_against_the_model_before_any_data_is_read(tmp_path, 
     assert err == (f"error: {path}: key 'au_fc2.bias' has shape (12,), which does not fit au/fc2/bias of shape "
                    f"({2**26 // units},)\n")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture
+def pth_folder(tmp_path) -> Path:
+    """A folder holding a copy of the random-init .pth and an unrelated file."""
+    folder = tmp_path / "models"
+    folder.mkdir()
+    (folder / "model.pth").write_bytes((DATA / "bigsmall_random_init.pth").read_bytes())
+    (folder / "notes.txt").write_text("mine")
+    return folder
+
+
+def test_convert_refuses_the_current_directory_and_the_source(pth_folder, capsys, monkeypatch):
+    monkeypatch.chdir(pth_folder)
+    expect_nothing_changed(capsys, convert_main, ["model.pth", ".", "--overwrite"], pth_folder.parent,
+                           "error: .: is the current directory")
+    expect_nothing_changed(capsys, convert_main, ["model.pth", "model.pth", "--overwrite"], pth_folder.parent,
+                           "error: model.pth: is the source file")
+    monkeypatch.chdir(pth_folder.parent.parent)  # the folders holding the source, not the current directory
+    for ancestor in (pth_folder, pth_folder.parent):
+        expect_nothing_changed(capsys, convert_main, [pth_folder / "model.pth", ancestor, "--overwrite"],
+                               pth_folder.parent, f"error: {ancestor}: holds the source file")
+
+
+def test_convert_overwrite_replaces_only_a_model_directory(pth_folder, tmp_path, capsys):
+    src = pth_folder / "model.pth"
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "data.csv").write_text("a,b")
+    expect_nothing_changed(capsys, convert_main, [src, foreign, "--overwrite"], tmp_path,
+                           f"error: {foreign}: is not a model checkpoint directory (it holds data.csv)")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("keep")
+    expect_nothing_changed(capsys, convert_main, [src, a_file, "--overwrite"], tmp_path,
+                           f"error: {a_file}: exists and is not a directory")
+    # A model directory with one more file is not one this project wrote.
+    ckpt = tmp_path / "ckpt"
+    convert_main([str(src), str(ckpt)])
+    (ckpt / "extra.txt").write_text("mine")
+    expect_nothing_changed(capsys, convert_main, [src, ckpt, "--overwrite"], tmp_path,
+                           f"error: {ckpt}: is not a model checkpoint directory (it holds extra.txt)")
+    # An empty directory and a model directory are replaced.
+    (ckpt / "extra.txt").unlink()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for out in (ckpt, empty):
+        convert_main([str(src), str(out), "--overwrite"])
+        assert sorted(p.name for p in out.iterdir()) == sorted([CONFIG_FILE, VARIABLES_DIR])
+    capsys.readouterr()
+
+
+def test_save_checkpoint_overwrite_replaces_only_a_model_directory(tmp_path):
+    # The check is in save_checkpoint, so training's model export gets it too.
+    config, variables = convert_file(DATA / "bigsmall_random_init.pth")
+    foreign = tmp_path / "model"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="is not a model checkpoint directory"):
+        save_checkpoint(foreign, config, variables, overwrite=True)
+    assert (foreign / "notes.txt").read_text() == "mine"
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_checks import expect_one_error_line
+from cli_checks import expect_nothing_changed, expect_one_error_line
 
 from bigsmall_jax.checkpoints import load_checkpoint, save_checkpoint
 from bigsmall_jax.checkpoints.torch_import import convert_file
@@ -192,3 +192,13 @@ def test_bad_input(tiny_synthetic_dataset, ckpt, tmp_path, capsys):
                                           "synthetic"], "empty_dir", "not a bigsmall-jax checkpoint")
     _expect_user_error(capsys, tmp_path, ["--checkpoint", tmp_path / "gone", "--data-dir", data_dir, "--dataset",
                                           "synthetic"], "gone", "no such")
+
+
+def test_outputs_inside_an_input_are_refused(tiny_synthetic_dataset, ckpt, tmp_path, capsys):
+    # Neither the checkpoint (its config) nor the data directory is written into.
+    data_dir, _ = tiny_synthetic_dataset
+    base = ["--checkpoint", ckpt, "--data-dir", data_dir, "--dataset", "synthetic"]
+    expect_nothing_changed(capsys, evaluate_main, [*base, "--output", ckpt / "bigsmall_config.json"], ckpt.parent,
+                           "bigsmall_config.json", "--output lies inside the input")
+    expect_nothing_changed(capsys, evaluate_main, [*base, "--output", Path(data_dir) / "res.json"], Path(data_dir),
+                           "res.json", "--output lies inside the input")

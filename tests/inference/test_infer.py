@@ -8,7 +8,7 @@ from pathlib import Path
 import imageio
 import numpy as np
 import pytest
-from cli_checks import expect_one_error_line
+from cli_checks import expect_nothing_changed, expect_one_error_line
 from face_drawing import draw_face
 
 from bigsmall_jax.checkpoints import load_checkpoint, save_checkpoint
@@ -198,3 +198,25 @@ def test_bad_fps(tmp_path, capsys, ckpt, video, fps):
 def test_no_face_suggests_no_face_crop(tmp_path, capsys, ckpt):
     grey = _write(tmp_path / "grey.mp4", np.full((6, 64, 64, 3), 128, np.uint8))
     _expect_user_error(capsys, tmp_path, [grey, "--checkpoint", ckpt], "grey.mp4", "no face", "--no-face-crop")
+
+
+def test_outputs_inside_an_input_are_refused(tmp_path, capsys, ckpt, video):
+    # Nothing is written into the checkpoint (its config would be overwritten) or into a folder-of-images
+    # video, also through a symbolic link to the checkpoint.
+    base = [video, "--checkpoint", ckpt]
+    expect_nothing_changed(capsys, infer_main, [*base, "--output", ckpt / "bigsmall_config.json"], ckpt.parent,
+                           "bigsmall_config.json", "--output lies inside the input")
+    expect_nothing_changed(capsys, infer_main, [*base, "--output", ckpt / "variables" / "new.json"], ckpt.parent,
+                           "new.json", "--output lies inside the input")
+    expect_nothing_changed(capsys, infer_main, [*base, "--output", tmp_path / "res.json", "--plot", ckpt / "p.png"],
+                           ckpt.parent, "p.png", "--plot lies inside the input")
+    link = tmp_path / "link"
+    link.symlink_to(ckpt, target_is_directory=True)
+    expect_nothing_changed(capsys, infer_main, [*base, "--output", link / "bigsmall_config.json"], ckpt.parent,
+                           "link", "--output lies inside the input")
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    (frames / "0000.png").write_bytes(b"not read")
+    expect_nothing_changed(capsys, infer_main, [frames, "--checkpoint", ckpt, "--fps", "30", "--output",
+                                                frames / "res.json"], tmp_path, "--output lies inside the input")
+    assert not (tmp_path / "res.json").exists()
