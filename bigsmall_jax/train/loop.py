@@ -54,6 +54,7 @@ from bigsmall_jax.train.parallel import (
 )
 from bigsmall_jax.train.state import create_train_state
 from bigsmall_jax.train.step import make_train_step
+from bigsmall_jax.train.workdir_lock import WorkdirLock
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,7 @@ class _Run:
     pos_weight: tuple[float, ...] | None
     manager: Any
     primary: bool
+    lock: WorkdirLock | None  # process 0's lock on the workdir, released when the run returns
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -168,17 +170,23 @@ def _setup_run(config: ml_collections.ConfigDict, workdir: Path, hooks: Hooks) -
     _check_workdir_config(workdir, config_json)
     primary = jax.process_index() == 0
     workdir.mkdir(parents=True, exist_ok=True)
-    if primary:
-        write_json_atomic(workdir / "config.json", config_json)
-    log.info("%s/%s: %d train clips, %d steps/epoch x %d epochs, %d clips/step on %d devices (%d processes)",
-             builder.name, builder.builder_config.name, len(train_source), n_steps, int(config.train.num_epochs),
-             batch_clips, jax.device_count(), n_proc)
-    return _Run(config=config, workdir=workdir, mc=mc, model=model, builder=builder, train_source=train_source,
-                val_source=val_source, steps_per_epoch=n_steps, total_steps=total_steps,
-                local_batch=batch_clips // n_proc, tx=tx,
-                p_train_step=jax.pmap(step_fn, axis_name=AXIS, donate_argnums=(0,)), weights=weights,
-                pos_weight=pos_weight, primary=primary,
-                manager=checkpoint_manager(workdir / "checkpoints", int(config.train.keep_checkpoints)))
+    lock = WorkdirLock(workdir).acquire() if primary else None  # a second trainer on this workdir stops here
+    try:
+        if primary:
+            write_json_atomic(workdir / "config.json", config_json)
+        log.info("%s/%s: %d train clips, %d steps/epoch x %d epochs, %d clips/step on %d devices (%d processes)",
+                 builder.name, builder.builder_config.name, len(train_source), n_steps, int(config.train.num_epochs),
+                 batch_clips, jax.device_count(), n_proc)
+        return _Run(config=config, workdir=workdir, mc=mc, model=model, builder=builder, train_source=train_source,
+                    val_source=val_source, steps_per_epoch=n_steps, total_steps=total_steps,
+                    local_batch=batch_clips // n_proc, tx=tx,
+                    p_train_step=jax.pmap(step_fn, axis_name=AXIS, donate_argnums=(0,)), weights=weights,
+                    pos_weight=pos_weight, primary=primary, lock=lock,
+                    manager=checkpoint_manager(workdir / "checkpoints", int(config.train.keep_checkpoints)))
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
 
 
 def _restore_or_init(run: _Run) -> tuple[Any, dict[str, Any], str | None]:
@@ -212,7 +220,13 @@ def _is_finite_tree(tree) -> bool:
 
 class _LoopRecorder:
     """The loop's logging and saving state: metrics.jsonl, TensorBoard, the progress bar, the throughput
-    window and the last saved step (named when training diverges)."""
+    window, the last saved step (named when training diverges) and the last step whose loss was finite.
+
+    A step's loss is computed from the parameters after that many updates, so it is known one step later:
+    checkpoint N is saved once the losses of steps 0..N-1 were fetched and finite (its progress JSON records
+    ``finite_loss_step`` N-1), and proven good only when the loss of step N is finite too. On divergence the
+    checkpoints after the last step known finite are deleted, so the latest one kept is a good one.
+    """
 
     def __init__(self, run: _Run, step: int):
         self.run = run
@@ -223,6 +237,7 @@ class _LoopRecorder:
         self.bar = tqdm(total=run.total_steps, initial=step, desc="train", unit="step", disable=not run.primary,
                         dynamic_ncols=True)
         self.last_saved = run.manager.latest_step()
+        self.finite_step = step - 1  # the loss of the parameters after this many updates was finite
         self.window_start, self.window_clips = time.perf_counter(), 0
 
     def _kept(self) -> str:
@@ -235,17 +250,30 @@ class _LoopRecorder:
         host = unreplicate(state)
         if not _is_finite_tree(host.params):
             raise TrainingDiverged(f"parameters are not finite at step {int(host.step)}; not saved ({self._kept()})")
-        save_train_checkpoint(self.run.manager, host, {**progress, "epoch": epoch}, it_state)
+        payload = {**progress, "epoch": epoch, "finite_loss_step": self.finite_step}
+        save_train_checkpoint(self.run.manager, host, payload, it_state)
         self.last_saved = int(host.step)
+
+    def _drop_checkpoints_after(self, last_finite: int) -> None:
+        """Deletes the checkpoints after step `last_finite` (the last whose loss is known finite): their
+        parameters gave a non-finite loss, or led to one."""
+        manager = self.run.manager
+        for step in manager.all_steps():
+            if step > last_finite:
+                log.warning("deleting checkpoint %d: the loss of its parameters is not finite", step)
+                manager.delete(step)
+        self.last_saved = manager.latest_step()
 
     def record(self, done: int, epoch: int, epoch_end: int, device_metrics) -> None:
         """Fetches the metrics of the step that made `done` updates; stops on a non-finite loss; logs."""
         metrics = {k: float(v[0]) for k, v in jax.device_get(device_metrics).items()}
         if not (math.isfinite(metrics["loss"]) and math.isfinite(metrics["grad_norm"])):
+            self._drop_checkpoints_after(done - 2)
             raise TrainingDiverged(
                 f"loss {metrics['loss']} / gradient norm {metrics['grad_norm']} at step {done - 1} (epoch "
                 f"{epoch}; the parameters after {done - 1} updates): training stopped, {self._kept()} (try a lower "
                 "optim.lr, or optim.clip_norm)")
+        self.finite_step = done - 1
         self.window_clips += int(self.run.config.train.batch_clips)
         rec = {"step": done, "epoch": epoch, **{f"train_{k}": v for k, v in metrics.items()}}
         if done % self.log_every == 0 or done == epoch_end:
@@ -371,19 +399,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
       evaluate_test: score the test split and export the model after training.
       hooks: test / fault-injection hooks (`Hooks`); the default has none.
     Raises:
-      UserError: bad config, dataset or workdir; `TrainingDiverged` when the loss becomes NaN/inf.
+      UserError: bad config, dataset or workdir (one in use by another run: `WorkdirLock`); `TrainingDiverged`
+        when the loss becomes NaN/inf.
     """
     run = _setup_run(config, Path(workdir).absolute(), hooks)
-    state, progress, iterator_state = _restore_or_init(run)
-    state, stopped = _train(run, state, progress, iterator_state, hooks)
-    run.manager.wait_until_finished()
-    final = unreplicate(state)
-    step = int(final.step)
-    results = None
-    if not stopped and evaluate_test and run.primary:
-        results = _test(run, final.params, progress, step)
-    if jax.process_count() > 1:
-        multihost_utils.sync_global_devices("bigsmall_train_done")
+    try:
+        state, progress, iterator_state = _restore_or_init(run)
+        state, stopped = _train(run, state, progress, iterator_state, hooks)
+        run.manager.wait_until_finished()
+        final = unreplicate(state)
+        step = int(final.step)
+        results = None
+        if not stopped and evaluate_test and run.primary:
+            results = _test(run, final.params, progress, step)
+        if jax.process_count() > 1:
+            multihost_utils.sync_global_devices("bigsmall_train_done")
+    finally:
+        if run.lock is not None:
+            run.lock.release()
     return RunResult(run.workdir, results, step, final.params, stopped)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -20,6 +21,7 @@ from bigsmall_jax.train.checkpointing import checkpoint_manager, restore_train_c
 from bigsmall_jax.train.config import apply_overrides, load_config, model_config
 from bigsmall_jax.train.loop import Hooks, TrainingDiverged, train_and_evaluate
 from bigsmall_jax.train.state import create_train_state
+from bigsmall_jax.train.workdir_lock import LOCK_NAME, WorkdirLock
 
 
 def _tiny_config(data_dir, builder, *extra):
@@ -86,6 +88,23 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_synthetic_datase
     assert not (tmp_path / "w" / "metrics.json").exists()
 
 
+def test_nan_stop_deletes_the_checkpoint_whose_loss_was_not_finite(tiny_synthetic_dataset, tmp_path):
+    """Checkpoint 6 is saved before the loss of its parameters (step 6) is known; that loss is NaN, so it is
+    deleted and checkpoint 5, every step up to it finite, is the one kept and named."""
+    data_dir, builder = tiny_synthetic_dataset
+    config = _tiny_config(data_dir, builder)  # checkpoints at 2, 4, 5 (end of epoch 0), 6
+    with pytest.raises(TrainingDiverged, match=r"at step 6 .*last good checkpoint is step 5 "):
+        train_and_evaluate(config, tmp_path / "w", hooks=Hooks(nan_at_step=6))
+    manager = checkpoint_manager(tmp_path / "w" / "checkpoints", 3)
+    assert manager.latest_step() == 5
+    tx, _ = optim.optimizer_from_config(config.optim, 10)
+    target = jax.device_get(create_train_state(build_model(model_config(config)), tx, 0))
+    state, progress = restore_train_checkpoint(manager, target)
+    assert int(state.step) == 5 and progress["finite_loss_step"] == 4
+    stopped = train_and_evaluate(config, tmp_path / "ref", evaluate_test=False, hooks=Hooks(stop_after_steps=5))
+    np.testing.assert_array_equal(flat_params(state.params), flat_params(stopped.params))
+
+
 def test_huge_learning_rate_is_reported_by_the_cli(tiny_synthetic_dataset, tmp_path, capsys):
     data_dir, builder = tiny_synthetic_dataset
     argv = ["--workdir", str(tmp_path / "w"),
@@ -120,3 +139,48 @@ def test_workdir_written_with_the_removed_config_keys_resumes(tiny_synthetic_dat
     with pytest.raises(UserError, match=r"different config \(keys optim\.lr\)"):
         train_and_evaluate(_tiny_config(data_dir, builder, "optim.lr=0.5"), workdir, hooks=Hooks(stop_after_steps=0))
 
+
+
+_HOLD_LOCK = """
+import sys
+from pathlib import Path
+from bigsmall_jax.train.workdir_lock import WorkdirLock
+lock = WorkdirLock(Path(sys.argv[1])).acquire()
+print("locked", flush=True)
+sys.stdin.read()
+"""
+
+
+def _lock_holder(workdir):
+    """A subprocess holding the workdir lock (until its stdin closes or it is killed)."""
+    proc = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(workdir)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env=subprocess_env())
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def test_workdir_lock_refuses_a_second_holder_and_ignores_a_dead_ones(tmp_path):
+    holder = _lock_holder(tmp_path)
+    try:
+        with pytest.raises(UserError) as refused:
+            WorkdirLock(tmp_path).acquire()
+        assert str(refused.value) == f"{tmp_path}: in use by another training run (pid {holder.pid})"
+    finally:
+        holder.kill()
+        holder.wait()
+    assert (tmp_path / LOCK_NAME).read_text().strip() == str(holder.pid)  # left behind by the killed run
+    with WorkdirLock(tmp_path):
+        assert (tmp_path / LOCK_NAME).read_text().strip() == str(os.getpid())
+
+
+def test_second_trainer_on_a_locked_workdir_fails_at_once(tiny_synthetic_dataset, tmp_path):
+    data_dir, builder = tiny_synthetic_dataset
+    workdir = tmp_path / "w"
+    workdir.mkdir()
+    cmd = [sys.executable, "-m", "bigsmall_jax.train", "--workdir", str(workdir), *tiny_overrides(data_dir, builder)]
+    with WorkdirLock(workdir):  # a first trainer, in this process
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=subprocess_env())
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert lines == [f"error: {workdir}: in use by another training run (pid {os.getpid()})"]
+    assert not (workdir / "config.json").exists() and not (workdir / "checkpoints").exists()
