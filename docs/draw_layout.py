@@ -25,7 +25,7 @@ BOXES = {
                  "tfds_builders/ (clips ->\n  ArrayRecord)\nprepare (build or open)\ninput_pipeline (grain)",
                  "#d1f0d8"),
     "train": (6.4, 4.2, 2.7, 1.4, "train/", "config, losses, optim, state,\nstep (pmap), parallel, data,\n"
-              "checkpointing, logs, loop", "#cfe2ff"),
+              "checkpointing, workdir_lock,\nlogs, loop", "#cfe2ff"),
     "model": (9.6, 4.2, 2.4, 1.4, "model/", "config, layers, bigsmall,\nvariants, flops", "#e2d4f7"),
     "evaluation": (6.4, 2.3, 2.7, 1.4, "evaluation/",
                    "signals (detrend, FFT),\nmetrics, plots, evaluate\n(runs runtime.Forward),\n"
