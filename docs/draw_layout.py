@@ -21,7 +21,7 @@ BOXES = {
                   "config, waveforms,\nappearance, drawing, aus,\nscene, render, recordings,\nexport, plots, dataset",
                   "#fde2e4"),
     "datasets": (2.9, 2.5, 3.0, 3.1, "datasets/",
-                 "readers/ + registry (Recording)\nvideo_io\npreprocess (crop, Big, Small,\n  labels)\n"
+                 "readers/ + registry (Recording)\nvideo_io, face (box, crop)\npreprocess (Big, Small,\n  labels)\n"
                  "tfds_builders/ (clips ->\n  ArrayRecord)\nprepare (build or open)\ninput_pipeline (grain)",
                  "#d1f0d8"),
     "train": (6.4, 4.2, 2.7, 1.4, "train/", "config, losses, optim, state,\nstep (pmap), parallel, data,\n"

@@ -23,7 +23,6 @@ of the (T, 144, 144, 3) float array in memory; its results equal the whole-array
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 from collections.abc import Sequence
 
@@ -31,6 +30,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from bigsmall_jax.datasets.face import crop_frames, detect_face_box, enlarge_box
 from bigsmall_jax.datasets.recording import AU_NAMES, Recording
 from bigsmall_jax.errors import UserError, file_error
 
@@ -84,56 +84,6 @@ class PreprocessConfig:
 
 # ----------------------------------------------------------------------------------------------------------
 # Face boxes.
-
-
-@functools.lru_cache(maxsize=1)
-def _face_cascade() -> cv2.CascadeClassifier:
-    path = getattr(getattr(cv2, "data", None), "haarcascades", "") + "haarcascade_frontalface_default.xml"
-    cascade = cv2.CascadeClassifier(path)
-    if cascade.empty():
-        raise UserError(f"{path}: cannot load OpenCV's Haar face cascade (needs opencv-python-headless 4.x)")
-    return cascade
-
-
-def detect_face_box(frame: np.ndarray, source: str = "", frame_index: int | None = None) -> tuple[int, int, int, int]:
-    """The largest face in one frame, by OpenCV's frontal-face Haar cascade.
-
-    Args:
-      frame: (H, W, 3) uint8 RGB.
-      source: file name for the error message.
-      frame_index: frame number for the error message.
-
-    Returns:
-      (x, y, w, h) in pixels, the detector's (tight) box, not enlarged.
-
-    Raises:
-      UserError: no face found (naming `source` and the frame).
-    """
-    gray = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY)
-    faces = _face_cascade().detectMultiScale(gray, scaleFactor=1.1, minNeighbors=3, minSize=(30, 30))
-    if len(faces) == 0:
-        where = f"frame {frame_index}" if frame_index is not None else "the frame"
-        raise file_error(source or "<frames>", f"no face found in {where} (try face_crop='none' for "
-                                               "pre-cropped video)")
-    x, y, w, h = max((tuple(int(v) for v in f) for f in faces), key=lambda b: b[2] * b[3])
-    return x, y, w, h
-
-
-def enlarge_box(box: Sequence[float], enlarge: float, height: int, width: int) -> tuple[int, int, int, int]:
-    """A box enlarged about its centre, made square (side: enlarge * max(w, h)) and kept inside the frame.
-
-    The side is clipped to min(height, width); the square is then shifted (not shrunk) to lie inside the
-    frame. Returns (x, y, side, side) ints.
-    """
-    x, y, w, h = (float(v) for v in box)
-    side = int(round(enlarge * max(w, h)))
-    side = max(1, min(side, height, width))
-    cx, cy = x + w / 2.0, y + h / 2.0
-    x0 = int(round(cx - side / 2.0))
-    y0 = int(round(cy - side / 2.0))
-    x0 = min(max(x0, 0), width - side)
-    y0 = min(max(y0, 0), height - side)
-    return x0, y0, side, side
 
 
 def face_boxes(
@@ -191,26 +141,6 @@ def face_boxes(
         nearest = int(keys[np.argmin(np.abs(keys - i))])
         out[i : i + config.crop_every] = found[nearest]
     return out
-
-
-def crop_frames(frames: np.ndarray, boxes: np.ndarray) -> list[np.ndarray] | np.ndarray:
-    """Crops frame t to boxes[t] = (x, y, w, h).
-
-    Returns a (T, h, w, 3) array when every box has the same size, else a list of (h_t, w_t, 3) crops.
-    Crops are views into `frames` (no copy).
-    """
-    boxes = np.asarray(boxes)
-    if len(boxes) != len(frames):
-        raise ValueError(f"{len(frames)} frames but {len(boxes)} boxes")
-    if np.all(boxes == boxes[:1]):
-        x, y, bw, bh = (int(v) for v in boxes[0])
-        return frames[:, y : y + bh, x : x + bw]
-    return [f[int(y) : int(y) + int(bh), int(x) : int(x) + int(bw)] for f, (x, y, bw, bh) in zip(frames, boxes,
-                                                                                                   strict=True)]
-
-
-# ----------------------------------------------------------------------------------------------------------
-# The reference recipe on whole arrays.
 
 
 def _resize_stack(frames, size: int) -> np.ndarray:

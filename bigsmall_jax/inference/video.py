@@ -37,10 +37,10 @@ from tqdm import tqdm
 from bigsmall_jax import files
 from bigsmall_jax.checkpoints.load import load_checkpoint
 from bigsmall_jax.checkpoints.model_dir import read_config
+from bigsmall_jax.datasets.face import crop_frames
 from bigsmall_jax.datasets.preprocess import (
     PreprocessConfig,
     PreprocessedVideo,
-    crop_frames,
     face_boxes,
     preprocess_recording,
     resize_area,

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from face_drawing import draw_face
 
+from bigsmall_jax.datasets import face
 from bigsmall_jax.datasets import preprocess as pp
 from bigsmall_jax.datasets.recording import Recording
 from bigsmall_jax.errors import UserError
@@ -123,17 +124,17 @@ def test_standardize_big_equals_standardize_of_resized():
 
 def test_enlarge_box_closed_form():
     # Centred box 20x10 at (40, 45) in a 100x100 frame, x1.5: side 30 about the centre (50, 50).
-    assert pp.enlarge_box((40, 45, 20, 10), 1.5, 100, 100) == (35, 35, 30, 30)
+    assert face.enlarge_box((40, 45, 20, 10), 1.5, 100, 100) == (35, 35, 30, 30)
     # Near the top-left corner the square is shifted inside, not shrunk.
-    assert pp.enlarge_box((0, 0, 20, 20), 1.5, 100, 100) == (0, 0, 30, 30)
+    assert face.enlarge_box((0, 0, 20, 20), 1.5, 100, 100) == (0, 0, 30, 30)
     # Near the bottom-right corner.
-    assert pp.enlarge_box((85, 90, 10, 10), 2.0, 100, 100) == (80, 80, 20, 20)
+    assert face.enlarge_box((85, 90, 10, 10), 2.0, 100, 100) == (80, 80, 20, 20)
     # Larger than the frame: the side is clipped to the smaller frame dimension, kept centred in x.
-    assert pp.enlarge_box((10, 10, 50, 50), 3.0, 60, 80) == (5, 0, 60, 60)  # centre (35, 35)
+    assert face.enlarge_box((10, 10, 50, 50), 3.0, 60, 80) == (5, 0, 60, 60)  # centre (35, 35)
 
 
 def test_detect_face_box_finds_cartoon_face():
-    x, y, w, h = pp.detect_face_box(draw_face(cx=150, cy=110, s=50))
+    x, y, w, h = face.detect_face_box(draw_face(cx=150, cy=110, s=50))
     assert abs(x + w / 2 - 150) < 10 and abs(y + h / 2 - 110) < 10
     assert 80 < w < 140 and w == h
 
@@ -176,9 +177,9 @@ def test_face_boxes_modes():
 
 def test_crop_frames_views_and_lists():
     frames = np.arange(2 * 6 * 8 * 3, dtype=np.uint8).reshape(2, 6, 8, 3)
-    same = pp.crop_frames(frames, np.array([[1, 2, 3, 3], [1, 2, 3, 3]]))
+    same = face.crop_frames(frames, np.array([[1, 2, 3, 3], [1, 2, 3, 3]]))
     np.testing.assert_array_equal(same, frames[:, 2:5, 1:4])
-    diff = pp.crop_frames(frames, np.array([[0, 0, 2, 2], [4, 1, 4, 4]]))
+    diff = face.crop_frames(frames, np.array([[0, 0, 2, 2], [4, 1, 4, 4]]))
     assert isinstance(diff, list)
     np.testing.assert_array_equal(diff[1], frames[1, 1:5, 4:8])
 
@@ -188,7 +189,7 @@ def test_preprocess_recording_crops_the_detected_face():
     frames[:, :, :, 0] += np.arange(4, dtype=np.uint8)[:, None, None]  # frames differ a little
     cfg = pp.PreprocessConfig(big_size=16, small_size=4)
     video = pp.preprocess_recording(Recording("v", "s", frames, 30.0, source="v.mp4"), cfg)
-    x, y, w, h = pp.enlarge_box(pp.detect_face_box(frames[0]), 1.5, 240, 320)
+    x, y, w, h = face.enlarge_box(face.detect_face_box(frames[0]), 1.5, 240, 320)
     expected = np.stack([cv2.resize(f[y : y + h, x : x + w], (16, 16), interpolation=cv2.INTER_AREA) for f in frames])
     np.testing.assert_array_equal(video.big_u8, expected)
     big, small = pp.big_small(frames[:, y : y + h, x : x + w], cfg)
