@@ -5,6 +5,8 @@ Usage::
     python -m bigsmall_jax.prepare --dataset synthetic --data-dir ~/bigsmall_data
     python -m bigsmall_jax.prepare --dataset synthetic --data-dir DIR --n-subjects 4 --duration-s 3
     python -m bigsmall_jax.prepare --dataset bp4d_plus --config fold1 --source-dir /data/BP4D+ --data-dir DIR
+    python -m bigsmall_jax.prepare --dataset bp4d_plus --config fold1 --source-dir DIR --data-dir DIR --workers 4 \
+        --set au_codes=masked
     python -m bigsmall_jax.prepare --dataset generic --source-dir my_videos/ --data-dir DIR --set tail=pad
 
 A dataset already built with the same settings is reused. Settings other than the named config's make
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Sequence
 
 from bigsmall_jax.cli import parse_key_values
@@ -48,12 +51,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     g.add_argument("--big-size", type=int, default=None)
     g.add_argument("--small-size", type=int, default=None)
     g.add_argument("--n-segment", type=int, default=None)
-    g.add_argument("--face-crop", default=None, help="first | every | median | none | box")
+    g.add_argument("--face-crop", default=None, help="first | every | median | none | box | toolbox")
     g.add_argument("--tail", default=None, help="drop | pad")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any other BigSmallConfig / SyntheticConfig field (Python literal values)")
     p.add_argument("--workers", type=int, default=None,
-                   help="parallel processes generating/preprocessing synthetic videos (default: automatic)")
+                   help="parallel processes generating / reading and preprocessing videos (default: automatic)")
+    p.add_argument("--strict", action="store_true",
+                   help="a trial that cannot be read is an error (default: skipped with a warning)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p.parse_args(argv)
 
@@ -64,8 +69,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     overrides = {k: getattr(args, k) for k in _SETTING_FLAGS}
     overrides.update(parse_key_values(args.set, "--set"))
     builder = ensure_dataset(args.dataset, args.data_dir, config=args.config, source_dir=args.source_dir,
-                             progress=not args.no_progress, workers=args.workers, **overrides)
+                             progress=not args.no_progress, workers=args.workers, strict=args.strict, **overrides)
     print(json.dumps(summary(builder), indent=2))
+    if builder.skipped:
+        print(f"skipped {len(builder.skipped)} trial(s) that could not be read (warnings above; --strict makes "
+              "this an error)", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -48,6 +48,36 @@ def detect_face_box(frame: np.ndarray, source: str = "", frame_index: int | None
     return x, y, w, h
 
 
+def toolbox_face_box(frame: np.ndarray, coef: float, source: str = "") -> tuple[int, int, int, int]:
+    """The rPPG-Toolbox's face box of one frame (its 'HC' backend with the larger box), as its loaders crop.
+
+    The cascade runs on the frame as given, with OpenCV's default settings (scale 1.1, 3 neighbours, no
+    minimum size); OpenCV turns the 3-channel frame grey as if it were BGR, as the toolbox does with its
+    RGB frames. Of several faces the widest wins. The box is grown by `coef` (x and y moved back by
+    (coef - 1) / 2 of the width / height, not below 0), each value truncated toward 0, then clipped to the
+    frame, so it is not square where it meets an edge.
+
+    Args:
+      frame: (H, W, 3) uint8 RGB.
+      coef: the toolbox's LARGE_BOX_COEF (1.5 in its configs).
+      source: file name for the error message.
+
+    Returns:
+      (x, y, w, h) of the crop, inside the frame.
+
+    Raises:
+      UserError: no face (the toolbox would fall back to a whole-frame box with width and height swapped).
+    """
+    faces = _face_cascade().detectMultiScale(np.ascontiguousarray(frame), scaleFactor=1.1, minNeighbors=3)
+    if len(faces) == 0:
+        raise file_error(source or "<frames>", "no face found in frame 0 (face_crop='toolbox')")
+    x, y, w, h = (float(v) for v in faces[int(np.argmax(np.asarray(faces)[:, 2]))])
+    x, y = max(0.0, x - (coef - 1.0) / 2 * w), max(0.0, y - (coef - 1.0) / 2 * h)
+    x, y, w, h = (int(v) for v in (x, y, coef * w, coef * h))  # the toolbox writes into an int32 array
+    height, width = frame.shape[:2]
+    return x, y, min(x + w, width) - x, min(y + h, height) - y
+
+
 def enlarge_box(box: Sequence[float], enlarge: float, height: int, width: int) -> tuple[int, int, int, int]:
     """A box enlarged about its centre, made square (side: enlarge * max(w, h)) and kept inside the frame.
 

@@ -12,6 +12,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -138,11 +139,12 @@ def _build(builder: BigSmallBuilder, data_dir: str, source_dir: str | os.PathLik
     download_config = None
     if source_dir is not None:
         download_config = tfds.download.DownloadConfig(manual_dir=os.fspath(source_dir))
-    stale = sorted(p.name for p in builder.data_path.parent.glob("incomplete.*")) \
-        if builder.data_path.parent.exists() else []
-    if stale:
-        log.warning("%s: %s left by an interrupted build (never read; safe to delete)",
-                    builder.data_path.parent, ", ".join(stale))
+    # An interrupted build (killed, so TFDS could not clean up) leaves incomplete.* folders that are never
+    # read; this config's build lock is held, so no other build is writing them: start clean.
+    stale = sorted(builder.data_path.parent.glob("incomplete.*")) if builder.data_path.parent.exists() else []
+    for path in stale:
+        log.warning("%s: left by an interrupted build; removed", path)
+        shutil.rmtree(path, ignore_errors=True)
     # TFDS prints its own messages (stdout is for results); its download folder is not kept.
     with contextlib.redirect_stdout(sys.stderr), \
             tempfile.TemporaryDirectory(prefix=".downloads-", dir=data_dir) as download_dir:
@@ -152,7 +154,7 @@ def _build(builder: BigSmallBuilder, data_dir: str, source_dir: str | os.PathLik
 
 def ensure_dataset(name: str, data_dir: str | os.PathLike, *, config: str | None = None,
                    source_dir: str | os.PathLike | None = None, progress: bool = True, workers: int | None = None,
-                   **overrides) -> BigSmallBuilder:
+                   strict: bool = False, **overrides) -> BigSmallBuilder:
     """The builder of a dataset, built first if it is not yet in `data_dir`.
 
     Args:
@@ -161,13 +163,17 @@ def ensure_dataset(name: str, data_dir: str | os.PathLike, *, config: str | None
       config: the family's config name (None: its default, e.g. "default" or "fold1").
       source_dir: the raw dataset (real datasets).
       progress: tqdm bar per video while building.
-      workers: parallel processes for generating / preprocessing (synthetic); None: automatic, 0: none.
-      **overrides: `tfds_builders.BigSmallConfig` fields and, for synthetic, `SyntheticConfig` fields
-        (e.g. ``n_subjects=4, duration_s=3, frame_size=64``); None values are ignored.
+      workers: parallel processes for generating / preprocessing (synthetic, and real datasets read trial
+        by trial); None: automatic, 0: none.
+      strict: a trial that cannot be read is an error (default: skipped with a warning line).
+      **overrides: `tfds_builders.BigSmallConfig` fields, for synthetic `SyntheticConfig` fields
+        (e.g. ``n_subjects=4, duration_s=3, frame_size=64``), and the family's reader settings (e.g.
+        BP4D+ ``au_codes="masked"``); None values are ignored.
 
     Returns:
       The prepared `tfds_builders.BigSmallBuilder` (`open_prepared`); ``tfds_builders.data_source(builder,
-      "train")`` reads it.
+      "train")`` reads it. Its ``skipped`` lists one line per trial skipped by this call's build (empty
+      when nothing was built).
 
     Raises:
       UserError: unknown dataset / config / setting, missing raw data, or a bad recording. A failed build
@@ -178,14 +184,16 @@ def ensure_dataset(name: str, data_dir: str | os.PathLike, *, config: str | None
     data_dir = os.fspath(os.path.expanduser(data_dir))
     if cls.needs_source:
         check_source_dir(cls.name, source_dir)
-    kwargs = dict(source_dir=source_dir, progress=progress, workers=workers)
+    kwargs = dict(source_dir=source_dir, progress=progress, workers=workers, strict=strict)
     with _build_lock(data_dir, f"{cls.name}-{cfg.name}"):
         builder = _family_builder(cls, data_dir, cfg, **kwargs)
         if builder.is_prepared():
             log.info("%s/%s: already built in %s", cls.name, cfg.name, builder.data_dir)
             return builder
         seconds = _build(builder, data_dir, source_dir)
+        skipped = builder.skipped
         builder = open_prepared(name, data_dir, cfg, **kwargs)
+        builder.skipped = skipped
     stats = storage_stats(builder)["all"]
     log.info("built %s/%s in %.1f s: %d frames, %.0f bytes/frame on disk (%.1fx less than the %d of float32 "
              "pickles)", cls.name, cfg.name, seconds, stats["frames"], stats["bytes_per_frame"],

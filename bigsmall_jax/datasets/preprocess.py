@@ -30,13 +30,13 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from bigsmall_jax.datasets.face import crop_frames, detect_face_box, enlarge_box
+from bigsmall_jax.datasets.face import crop_frames, detect_face_box, enlarge_box, toolbox_face_box
 from bigsmall_jax.datasets.recording import AU_NAMES, Recording
 from bigsmall_jax.errors import UserError, file_error
 
 log = logging.getLogger(__name__)
 
-FACE_CROP_MODES = ("first", "every", "median", "none", "box")
+FACE_CROP_MODES = ("first", "every", "median", "none", "box", "toolbox")
 TAIL_MODES = ("drop", "pad")
 _DIFF_EPS = 1e-7
 _BLOCK = 256  # frames per block when streaming over a long video
@@ -52,7 +52,8 @@ class PreprocessConfig:
       face_crop: "first": detect the face on frame 0 and use that box for the whole video; "every": detect
         every `crop_every` frames, each box held until the next detection; "median": detect every
         `crop_every` frames and use the component-wise median box for the whole video; "none": no crop
-        (frames are already face crops); "box": the recording's known `face_box` (no detection).
+        (frames are already face crops); "box": the recording's known `face_box` (no detection); "toolbox":
+        the rPPG-Toolbox loaders' box from frame 0 (`face.toolbox_face_box`, grown by `enlarge`, not squared).
       crop_every: detection period in frames for "every" and "median".
       enlarge: the face box's side is multiplied by this about its centre (context around the face),
         then the box is made square and kept inside the frame.
@@ -117,6 +118,8 @@ def face_boxes(
         if known_box is None:
             raise file_error(source or "<frames>", "face_crop='box' but the recording has no face_box")
         return np.tile(np.array(enlarge_box(known_box, config.enlarge, h, w), np.int64), (t, 1))
+    if mode == "toolbox":
+        return np.tile(np.array(toolbox_face_box(frames[0], config.enlarge, source), np.int64), (t, 1))
     if mode == "first":
         box = enlarge_box(detect_face_box(frames[0], source, 0), config.enlarge, h, w)
         return np.tile(np.array(box, np.int64), (t, 1))

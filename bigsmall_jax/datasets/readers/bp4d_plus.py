@@ -1,10 +1,18 @@
-"""BP4D+ reader: the BigSmall authors' preprocessed BP4D+, one MATLAB file per trial, and the paper's folds.
+"""BP4D+ reader: the release layout licensees receive, or one MATLAB file per trial, and the paper's folds.
 
-Layout under `root`: ``F001_T1.mat`` (subject ``F001``), holding ``X`` (frames) and per-frame labels
-``bp_wave`` (blood pressure, the pulse wave), ``HR_bpm``, ``resp_wave``, ``resp_bpm``, ``AU01``..``AU39``
-and the POS pseudo-PPG waves ``pos_bvp`` and ``pos_env_norm_bvp`` (into `Recording.extra`). 25 fps. ``X``
-may be (T, H, W, 3), (T, 3, H, W) or MATLAB's (H, W, 3, T), uint8 or float (float in [0, 1] is scaled by
-255), RGB. AU codes other than 0 and 1 (e.g. 9, "unknown") become NaN.
+Two layouts under `root`, told apart by a ``Physiology`` folder:
+
+- The release (``2D+3D/<subject>.zip``, ``Physiology/``, ``AUCoding/``), read step for step as the
+  published BigSmall loader reads it: `bigsmall_jax.datasets.readers.bp4d_release` (its
+  `ReleaseOptions` are this reader's settings).
+- ``F001_T1.mat`` (subject ``F001``), an intermediate some users made with the authors' script, holding
+  ``X`` (frames) and per-frame labels ``bp_wave`` (blood pressure, the pulse wave), ``HR_bpm``,
+  ``resp_wave``, ``resp_bpm``, ``AU01``..``AU39`` and the POS pseudo-PPG waves ``pos_bvp`` and
+  ``pos_env_norm_bvp`` (into `Recording.extra`). ``X`` may be (T, H, W, 3), (T, 3, H, W) or MATLAB's
+  (H, W, 3, T), uint8 or float (float in [0, 1] is scaled by 255), RGB. AU codes other than 0 and 1
+  (e.g. 9, "unknown") become NaN.
+
+25 fps. Trials are ``<subject>_<trial>`` in both layouts.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from scipy import io as sio
 
+from bigsmall_jax.datasets.readers import bp4d_release
 from bigsmall_jax.datasets.readers.common import (
     Reader,
     au_codes_to_labels,
@@ -109,19 +118,44 @@ def _bp4d_files(root: Path) -> list[Path]:
 
 
 def bp4d_plus_subjects(root: str | os.PathLike) -> list[str]:
-    """Sorted subject ids (``F001``, ``M003``, ...) of the trial files under `root`."""
-    return sorted({_bp4d_subject(p) for p in _bp4d_files(dataset_root(root))})
-
-
-def bp4d_plus_recordings(root: str | os.PathLike, subjects: Iterable[str] | None = None) -> Iterator[Recording]:
-    """The trials ``<root>/<subject>_<trial>.mat``, sorted by name, optionally only of `subjects`."""
+    """Sorted subject ids (``F001``, ``M003``, ...) of the trials under `root` (either layout)."""
     root = dataset_root(root)
+    if bp4d_release.is_release(root):
+        return bp4d_release.release_subjects(root)
+    return sorted({_bp4d_subject(p) for p in _bp4d_files(root)})
+
+
+def bp4d_plus_trials(root: str | os.PathLike, subjects: Iterable[str] | None = None) -> list[str]:
+    """Sorted trial ids ``<subject>_<trial>`` under `root`, optionally only of `subjects`.
+
+    Release layout: the AU-coded trials (`bp4d_release.release_trials`); else the ``.mat`` files.
+    """
+    root = dataset_root(root)
+    if bp4d_release.is_release(root):
+        return bp4d_release.release_trials(root, subjects)
     keep = subject_filter(subjects)
-    files = [p for p in _bp4d_files(root) if keep(_bp4d_subject(p))]
-    if not files:
-        log.warning("%s: no BP4D+ .mat files%s", root, "" if subjects is None else " for these subjects")
-    for p in files:
-        yield read_bp4d_plus_mat(p)
+    return [p.stem for p in _bp4d_files(root) if keep(_bp4d_subject(p))]
+
+
+def read_bp4d_plus_trial(root: str | os.PathLike, trial: str, progress: bool = False, **options) -> Recording:
+    """One trial ``<subject>_<trial>`` of either layout; `options` are `bp4d_release.ReleaseOptions` fields."""
+    root = Path(root)
+    opts = bp4d_release.ReleaseOptions(**options)
+    if bp4d_release.is_release(root):
+        return bp4d_release.release_recording(root, trial, opts, progress=progress)
+    if options:
+        log.warning("%s: .mat layout; the settings %s apply to the release layout only", root, sorted(options))
+    return read_bp4d_plus_mat(root / f"{trial}.mat")
+
+
+def bp4d_plus_recordings(root: str | os.PathLike, subjects: Iterable[str] | None = None,
+                         **options) -> Iterator[Recording]:
+    """The trials under `root` (either layout), sorted by name, optionally only of `subjects`."""
+    trials = bp4d_plus_trials(root, subjects)
+    if not trials:
+        log.warning("%s: no BP4D+ trials%s", root, "" if subjects is None else " for these subjects")
+    for t in trials:
+        yield read_bp4d_plus_trial(root, t, **options)
 
 
 def bp4d_fold_subjects(k: int, splits_dir: str | os.PathLike | None = None) -> dict[str, list[str]]:
@@ -142,4 +176,5 @@ def bp4d_fold_subjects(k: int, splits_dir: str | os.PathLike | None = None) -> d
     return out
 
 
-READER = Reader(bp4d_plus_recordings, bp4d_plus_subjects)
+READER = Reader(bp4d_plus_recordings, bp4d_plus_subjects, bp4d_plus_trials, read_bp4d_plus_trial,
+                bp4d_release.OPTION_CHOICES)

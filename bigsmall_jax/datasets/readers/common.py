@@ -23,15 +23,22 @@ log = logging.getLogger(__name__)
 
 
 class Reader(NamedTuple):
-    """A dataset reader: ``iter_recordings(root, subjects=None, ...)`` and ``list_subjects(root)``.
+    """A dataset reader: ``iter_recordings(root, subjects=None, **options)`` and ``list_subjects(root)``.
 
     ``iter_recordings`` yields the recordings under `root` in sorted order, one at a time (a recording's
-    frames are read only when it is reached); `subjects` restricts them to those subjects.
+    frames are read only when it is reached); `subjects` restricts them to those subjects; `options` are
+    the dataset's reader settings (`options`, name -> choices, the first the default).
     ``list_subjects`` gives the sorted subject ids, found from file names without reading any video.
+    A reader that can read its trials one by one also has ``list_trials(root, subjects=None)`` (sorted
+    trial ids) and ``read_trial(root, trial_id, **options)``: the builder then skips unreadable trials
+    and can read them in worker processes.
     """
 
     iter_recordings: Callable[..., Iterator[Recording]]
     list_subjects: Callable[..., list[str]]
+    list_trials: Callable[..., list[str]] | None = None
+    read_trial: Callable[..., Recording] | None = None
+    options: dict[str, tuple[str, ...]] = {}
 
 
 def dataset_root(root: str | os.PathLike) -> Path:

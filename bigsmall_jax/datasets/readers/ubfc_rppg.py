@@ -1,9 +1,11 @@
 """UBFC-rPPG reader: ``subjectN/vid.avi`` with the pulse-oximeter ground truth beside it.
 
-Layout under `root`: ``subjectN/vid.avi`` + ``subjectN/ground_truth.txt`` (DATASET_2: three rows, PPG, HR
-in beats/min, timestamps in s), or ``subjectN/gtdump.xmp`` (DATASET_1: comma-separated columns time in ms,
-HR, SpO2, PPG). Subject = the folder name. PPG and HR are resampled to the frames by timestamp unless
-there is one sample per frame.
+Layout under `root` (DATASET_2, the one the rPPG-Toolbox reads): ``subjectN/vid.avi`` +
+``subjectN/ground_truth.txt``, three rows: PPG, HR in beats/min, timestamps in s. Subject = the folder
+name. With one PPG sample a frame (the release) the PPG is used as is, as the toolbox's ``UBFCrPPGLoader``
+does (checked against its arrays); otherwise it and the HR are resampled to the frames by timestamp (the
+toolbox would silently misalign them). DATASET_1 (``gtdump.xmp``) is not read: no published loader or
+reference array fixes its column order.
 """
 
 from __future__ import annotations
@@ -25,25 +27,18 @@ def _ubfc_dirs(root: Path) -> list[Path]:
 
 
 def read_ubfc_ground_truth(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(ppg, hr_bpm, times_s) of one UBFC-rPPG subject folder (DATASET_2 or DATASET_1 layout)."""
-    gt2, gt1 = folder / "ground_truth.txt", folder / "gtdump.xmp"
-    if gt2.is_file():
-        try:
-            data = np.loadtxt(gt2, ndmin=2)
-        except ValueError as e:
-            raise file_error(gt2, f"not a table of numbers ({e})") from None
-        if data.shape[0] != 3:
-            raise file_error(gt2, f"expected 3 rows (PPG, HR, time in s), got {data.shape[0]}")
-        return data[0], data[1], data[2]
-    if gt1.is_file():
-        try:
-            data = np.loadtxt(gt1, delimiter=",", ndmin=2)
-        except ValueError as e:
-            raise file_error(gt1, f"not comma-separated numbers ({e})") from None
-        if data.shape[1] < 4:
-            raise file_error(gt1, f"expected 4 columns (time ms, HR, SpO2, PPG), got {data.shape[1]}")
-        return data[:, 3], data[:, 1], data[:, 0] / 1000.0
-    raise file_error(folder, "no ground_truth.txt (or gtdump.xmp)")
+    """(ppg, hr_bpm, times_s) of one UBFC-rPPG subject folder (DATASET_2's ``ground_truth.txt``)."""
+    gt = folder / "ground_truth.txt"
+    if not gt.is_file():
+        extra = " (gtdump.xmp, UBFC DATASET_1, is not supported)" if (folder / "gtdump.xmp").is_file() else ""
+        raise file_error(folder, f"no ground_truth.txt{extra}")
+    try:
+        data = np.loadtxt(gt, ndmin=2)
+    except ValueError as e:
+        raise file_error(gt, f"not a table of numbers ({e})") from None
+    if data.shape[0] != 3:
+        raise file_error(gt, f"expected 3 rows (PPG, HR, time in s), got {data.shape[0]}")
+    return data[0], data[1], data[2]
 
 
 def ubfc_rppg_subjects(root: str | os.PathLike) -> list[str]:
@@ -61,7 +56,7 @@ def ubfc_rppg_recordings(root: str | os.PathLike, subjects: Iterable[str] | None
         ppg, hr, times = read_ubfc_ground_truth(d)
         frames, fps = read_video(d / "vid.avi")
         t = frames.shape[0]
-        gt_path = d / ("ground_truth.txt" if (d / "ground_truth.txt").is_file() else "gtdump.xmp")
+        gt_path = d / "ground_truth.txt"
         if ppg.size == t:  # one sample per frame: already aligned
             bvp = per_frame(ppg, "PPG", t, gt_path)
             hr_bpm = per_frame(hr, "HR", t, gt_path)

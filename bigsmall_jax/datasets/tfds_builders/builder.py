@@ -105,6 +105,9 @@ class BigSmallConfig(tfds.core.BuilderConfig):
       split_fractions: for datasets without official splits: ((split, fraction), ...) over the sorted
         subject ids, in order; fractions sum to 1.
       synthetic: `bigsmall_jax.synthetic.SyntheticConfig` fields (synthetic family only).
+      reader_options: the family's reader settings (``READER.options``: name -> choices, the first the
+        default), e.g. BP4D+ ``au_codes="masked"``; unset ones take their default. Left out of
+        `settings` when empty, so configs made before it keep their names.
     """
 
     big_size: int = 144
@@ -121,6 +124,7 @@ class BigSmallConfig(tfds.core.BuilderConfig):
     fold: int | None = None
     split_fractions: tuple[tuple[str, float], ...] = (("train", 0.6), ("validation", 0.2), ("test", 0.2))
     synthetic: dict[str, Any] = dataclasses.field(default_factory=dict)
+    reader_options: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def preprocess_config(self) -> PreprocessConfig:
         """The `bigsmall_jax.datasets.preprocess.PreprocessConfig` this dataset is built with."""
@@ -133,7 +137,7 @@ class BigSmallConfig(tfds.core.BuilderConfig):
         base = {f.name for f in dataclasses.fields(tfds.core.BuilderConfig)}
         out = {}
         for f in dataclasses.fields(self):
-            if f.name not in base:
+            if f.name not in base and not (f.name == "reader_options" and not self.reader_options):
                 value = getattr(self, f.name)
                 out[f.name] = json.loads(json.dumps(value))
         return out
@@ -252,8 +256,11 @@ class BigSmallBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     Args:
       source_dir: where the raw dataset lives (real datasets); overrides ``manual_dir``.
       progress: show a tqdm progress bar per video while building.
-      workers: processes that generate and preprocess videos in parallel (synthetic family; 0: in this
-        process; None: one per available core, at most 4, for datasets of 2000 frames or more).
+      workers: processes that generate and preprocess videos in parallel (synthetic family and readers
+        with ``read_trial``; 0: in this process; None: one per available core, at most 4, for datasets of
+        2000 frames or more / 4 trials or more).
+      strict: a trial that cannot be read is an error (False: it is skipped with one warning line, and
+        listed in ``skipped``).
     """
 
     VERSION = _VERSION
@@ -267,10 +274,12 @@ class BigSmallBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     code_path = epath.Path(__file__)
 
     def __init__(self, *, source_dir: str | os.PathLike | None = None, progress: bool = True,
-                 workers: int | None = None, **kwargs):
+                 workers: int | None = None, strict: bool = False, **kwargs):
         self._source_dir = source_dir
         self._progress = progress
         self._workers = workers
+        self._strict = strict
+        self.skipped: list[str] = []  # one line per trial skipped while building
         kwargs.setdefault("file_format", "array_record")
         super().__init__(**kwargs)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import multiprocessing
 import os
 from collections.abc import Iterator, Sequence
@@ -32,6 +33,8 @@ from bigsmall_jax.datasets.tfds_builders.builder import (
     split_by_fraction,
 )
 from bigsmall_jax.errors import UserError, file_error
+
+log = logging.getLogger(__name__)
 
 
 def _synthetic_config(settings: dict[str, Any]) -> synthetic.SyntheticConfig:
@@ -71,9 +74,7 @@ class BigsmallSynthetic(BigSmallBuilder):
                  for v in range(cfg.videos_per_subject)]
         workers = self._workers
         if workers is None:
-            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-            big_enough = cfg.n_subjects * cfg.videos_per_subject * cfg.num_frames >= 2000
-            workers = min(cores, 4, len(tasks)) if big_enough and cores > 1 else 0
+            workers = _auto_workers(len(tasks), cfg.n_subjects * cfg.videos_per_subject * cfg.num_frames >= 2000)
         if workers <= 0:
             return super()._preprocessed_videos(root, split, subjects)
         return len(tasks), _pool_map(_synthetic_video, tasks, workers)
@@ -99,8 +100,33 @@ def _pool_map(fn, tasks: Sequence, workers: int) -> Iterator:
         pool.join()
 
 
+def _auto_workers(n_tasks: int, big_enough: bool) -> int:
+    """Worker processes when none are asked for: one per available core, at most 4, for enough work."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return min(cores, 4, n_tasks) if big_enough and cores > 1 else 0
+
+
+def _trial_video(task) -> tuple[str, PreprocessedVideo | str]:
+    """Worker: read and preprocess one trial -> ("ok", video), or ("skip", the one-line reason) unless strict."""
+    dataset, root, trial, options, pp_config, bvp_key, strict, progress = task
+    from bigsmall_jax.datasets import registry  # the worker's own import (spawned processes start bare)
+
+    reader = registry.get_reader(dataset)
+    try:
+        rec = reader.read_trial(root, trial, progress=progress, **options)
+        return "ok", preprocess_recording(rec, pp_config, bvp_key=bvp_key)
+    except UserError as e:
+        if strict:
+            raise
+        return "skip", str(e)
+
+
 class _RealDatasetBuilder(BigSmallBuilder, skip_registration=True):
-    """A family read by a `bigsmall_jax.datasets` reader; subjects split by `BigSmallConfig.split_fractions`."""
+    """A family read by a `bigsmall_jax.datasets` reader; subjects split by `BigSmallConfig.split_fractions`.
+
+    A reader with ``read_trial`` is read trial by trial: a trial that cannot be read is skipped with one
+    warning line (an error with ``strict``), and trials can be read by worker processes.
+    """
 
     READER: Reader
 
@@ -111,7 +137,30 @@ class _RealDatasetBuilder(BigSmallBuilder, skip_registration=True):
         return split_by_fraction(subjects, self.builder_config.split_fractions)
 
     def _iter_recordings(self, root, subjects):
-        return None, self.READER.iter_recordings(root, subjects=list(subjects))
+        return None, self.READER.iter_recordings(root, subjects=list(subjects), **self.builder_config.reader_options)
+
+    def _preprocessed_videos(self, root, split, subjects):
+        if self.READER.read_trial is None:
+            return super()._preprocessed_videos(root, split, subjects)
+        config = self.builder_config
+        bvp_key = config.test_bvp_key if split == "test" else config.train_bvp_key
+        trials = self.READER.list_trials(root, list(subjects))
+        workers = self._workers if self._workers is not None else _auto_workers(len(trials), len(trials) >= 4)
+        workers = min(workers, len(trials))
+        tasks = [(self.name.removeprefix("bigsmall_"), root, t, dict(config.reader_options),
+                  config.preprocess_config(), bvp_key, self._strict, self._progress and workers <= 0)
+                 for t in trials]
+        results = _pool_map(_trial_video, tasks, workers) if workers > 0 else map(_trial_video, tasks)
+
+        def videos():
+            for status, value in results:
+                if status == "skip":
+                    log.warning("%s (trial skipped)", value)
+                    self.skipped.append(value)
+                else:
+                    yield value
+
+        return len(trials), videos()
 
 
 class BigsmallBp4dPlus(_RealDatasetBuilder):
@@ -127,7 +176,8 @@ class BigsmallBp4dPlus(_RealDatasetBuilder):
         for k in (1, 2, 3)
     ]
     DEFAULT_CONFIG_NAME = "fold1"
-    MANUAL_DOWNLOAD_INSTRUCTIONS = "Pass the BP4D+ root (the unpacked dataset) as source_dir."
+    MANUAL_DOWNLOAD_INSTRUCTIONS = ("Pass the BP4D+ root as source_dir: the release (2D+3D/, Physiology/, "
+                                    "AUCoding/) or a folder of <subject>_<trial>.mat files.")
 
     def _split_subjects(self, root):
         folds = bp4d_plus.bp4d_fold_subjects(self.builder_config.fold)
@@ -135,11 +185,15 @@ class BigsmallBp4dPlus(_RealDatasetBuilder):
 
 
 def _pulse_only_configs() -> list[BigSmallConfig]:
-    """The configs of a pulse-only dataset: a subject split for training, and all-test for cross-dataset tests."""
+    """The configs of a pulse-only dataset: a subject split for training, and all-test for cross-dataset tests.
+
+    The face is cropped as the rPPG-Toolbox's loaders crop it (``face_crop="toolbox"``: frame 0's Haar box
+    grown 1.5 times, not squared).
+    """
     return [
-        BigSmallConfig(name="default", labels=("bvp",), optional_labels=("hr_bpm",),
+        BigSmallConfig(name="default", labels=("bvp",), optional_labels=("hr_bpm",), face_crop="toolbox",
                        description="Subjects 60/20/20 into train/validation/test (sorted ids)."),
-        BigSmallConfig(name="all_test", labels=("bvp",), optional_labels=("hr_bpm",),
+        BigSmallConfig(name="all_test", labels=("bvp",), optional_labels=("hr_bpm",), face_crop="toolbox",
                        split_fractions=(("test", 1.0),),
                        description="Every subject in test (cross-dataset evaluation)."),
     ]
@@ -211,18 +265,28 @@ def derive_config(cls: type[BigSmallBuilder], config: str | None = None, **overr
     synth_fields: tuple[str, ...] = ()
     if cls is BigsmallSynthetic:
         synth_fields = tuple(f.name for f in dataclasses.fields(synthetic.SyntheticConfig))
+    reader_choices = getattr(getattr(cls, "READER", None), "options", {})
+    options = dict(base.reader_options)
     for key, value in overrides.items():
-        if key in _CONFIG_FIELDS and key != "synthetic":
+        if key in reader_choices:
+            if value not in reader_choices[key]:
+                raise UserError(f"{cls.name}: setting {key}={value!r}: valid: {', '.join(reader_choices[key])}")
+            options[key] = value
+        elif key in _CONFIG_FIELDS and key not in ("synthetic", "reader_options"):
             fields[key] = tuple(value) if key in ("labels", "optional_labels", "split_fractions") else value
         elif key in synth_fields:
             synth[key] = value
         else:
+            valid = (*_CONFIG_FIELDS, *synth_fields, *reader_choices)
             raise UserError(f"{cls.name}: unknown setting {key!r}; valid: "
-                            f"{', '.join(k for k in (*_CONFIG_FIELDS, *synth_fields) if k != 'synthetic')}")
+                            f"{', '.join(k for k in valid if k not in ('synthetic', 'reader_options'))}")
     for key in ("labels", "optional_labels"):
         bad = [k for k in fields.get(key, ()) if k not in LABEL_KINDS]
         if bad:
             raise UserError(f"unknown label kind(s) {bad}; valid: {', '.join(LABEL_KINDS)}")
+    options = {k: v for k, v in options.items() if v != reader_choices[k][0]}  # defaults are left unset
+    if options != base.reader_options:
+        fields["reader_options"] = options
     new = dataclasses.replace(base, synthetic=synth, **fields)
     new.preprocess_config()  # bad settings fail here, before anything is written
     if cls is BigsmallSynthetic:
