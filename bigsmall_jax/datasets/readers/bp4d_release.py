@@ -278,7 +278,8 @@ def _read_int_rows(path: Path, header: bool) -> np.ndarray:
     return table
 
 
-def read_au_coding(root: Path, subject: str, trial: str, n_frames: int) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+def read_au_coding(root: Path, subject: str, trial: str,
+                   n_frames: int) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
     """A trial's AU codes, padded to the trial's frames, and the coded range.
 
     Returns:
