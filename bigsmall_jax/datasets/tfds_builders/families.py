@@ -172,7 +172,9 @@ class BigsmallBp4dPlus(_RealDatasetBuilder):
                    "(pos_env_norm_bvp) in train, the blood-pressure wave in test.")
     BUILDER_CONFIGS = [
         BigSmallConfig(name=f"fold{k}", fold=k, labels=("bvp", "resp", "au"), train_bvp_key="pos_env_norm_bvp",
-                       test_bvp_key="bvp", description=f"Fold {k}: SplitK_Train -> train, SplitK_Test -> test.")
+                       test_bvp_key="bvp", face_crop="none",
+                       description=f"Fold {k}: Split{k}_Train -> train, Split{k}_Test -> test; no face crop (the "
+                                   "paper's recipe: the bottom square of each frame, whole).")
         for k in (1, 2, 3)
     ]
     DEFAULT_CONFIG_NAME = "fold1"
