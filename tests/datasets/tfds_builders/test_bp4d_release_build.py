@@ -90,7 +90,8 @@ def test_skip_unreadable_trials_with_workers_and_strict(tmp_path, capsys):
     assert err.count("error:") == 1 and "F001/T8/BP_mmHg.txt: physiology file not found" in err
     config_dir = data / "bigsmall_bp4d_plus" / "fold1"
     assert not config_dir.exists() or not any(config_dir.iterdir())  # nothing half-written
-    assert not [p for p in data.rglob("*") if p.is_file() and not p.name.endswith(".lock")]
+    # Only the build lock and TFDS's note of the config's settings (.config/metadata.json): no data.
+    assert not [p for p in data.rglob("*") if p.is_file() and not p.name.endswith(".lock") and ".config" not in p.parts]
 
     prepare_cli.main(["--dataset", "bp4d_plus", "--config", "fold1", "--source-dir", str(root), "--data-dir",
                       str(data), "--no-progress", "--workers", "2"])
