@@ -39,12 +39,24 @@ def test_pure(tmp_path, image_entries):
     frame_ts = _pure_session(tmp_path, "01-02", frames, image_entries=image_entries)
     _pure_session(tmp_path, "07-01", _frames(seed=3))
     assert registry.list_subjects("pure", tmp_path) == ["01", "07"]
-    (rec,) = registry.iter_recordings("pure", tmp_path, subjects=["01"])
+    (rec,) = registry.iter_recordings("pure", tmp_path, subjects=["01"], ppg_grid="timestamps")
     assert rec.name == "01-02" and rec.subject == "01"
     assert rec.fps == pytest.approx(30.0, rel=1e-6)
     np.testing.assert_array_equal(rec.frames, frames)
     np.testing.assert_allclose(rec.bvp, 100 + 6e-8 * (frame_ts - frame_ts[0]), atol=1e-6)
     np.testing.assert_allclose(rec.hr_bpm, 66.0)
+
+
+def test_pure_published_grid_stretches_the_samples_over_the_frames(tmp_path):
+    """The toolbox's grid ignores the timestamps: sample 0 at frame 0, the last sample at the last frame."""
+    _pure_session(tmp_path, "01-01", _frames())
+    (rec,) = registry.iter_recordings("pure", tmp_path)
+    meta = json.loads((tmp_path / "01-01" / "01-01.json").read_text())
+    wave = np.array([e["Value"]["waveform"] for e in meta["/FullPackage"]])  # linear in the sample index
+    at = np.arange(T) * (wave.size - 1) / (T - 1)
+    np.testing.assert_allclose(rec.bvp, wave[0] + at * (wave[1] - wave[0]), rtol=1e-12)
+    with pytest.raises(UserError, match="ppg_grid='x': valid: published, timestamps"):
+        list(registry.iter_recordings("pure", tmp_path, ppg_grid="x"))
 
 
 def test_pure_bad_json(tmp_path):

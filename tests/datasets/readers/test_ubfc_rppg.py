@@ -1,4 +1,4 @@
-"""UBFC-rPPG reader: both ground-truth layouts, per-frame and resampled by timestamp."""
+"""UBFC-rPPG reader: ground truth per frame and resampled by timestamp; DATASET_1 refused."""
 
 from __future__ import annotations
 
@@ -52,13 +52,11 @@ def test_ubfc_rppg_resamples_by_timestamp(tmp_path):
     np.testing.assert_allclose(rec.hr_bpm, 75.0)
 
 
-def test_ubfc_rppg_dataset1_layout(tmp_path):
-    ts_ms = np.arange(2 * T) * 1000 / 60.0
-    gtdump = np.stack([ts_ms, np.full(2 * T, 70.0), np.full(2 * T, 98.0), ts_ms / 1000.0 * 2.0], axis=1)
-    _ubfc_subject(tmp_path, "s1", _frames(), gtdump=gtdump)
-    (rec,) = registry.iter_recordings("ubfc_rppg", tmp_path)
-    np.testing.assert_allclose(rec.bvp, 2.0 * np.arange(T) / 30.0, atol=1e-9)
-    np.testing.assert_allclose(rec.hr_bpm, 70.0)
+def test_ubfc_rppg_dataset1_is_refused(tmp_path):
+    """DATASET_1's gtdump.xmp has no published loader or reference array to fix its columns: not read."""
+    _ubfc_subject(tmp_path, "s1", _frames(), gtdump=np.zeros((2 * T, 4)))
+    with pytest.raises(UserError, match=r"s1: no ground_truth\.txt \(gtdump\.xmp, UBFC DATASET_1, is not supported\)"):
+        list(registry.iter_recordings("ubfc_rppg", tmp_path))
 
 
 def test_ubfc_rppg_bad_ground_truth(tmp_path):
