@@ -54,7 +54,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     g.add_argument("--face-crop", default=None, help="first | every | median | none | box | toolbox")
     g.add_argument("--tail", default=None, help="drop | pad")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="any other BigSmallConfig / SyntheticConfig field (Python literal values)")
+                   help="any other BigSmallConfig / SyntheticConfig field or reader setting (e.g. BP4D+ "
+                        "au_codes=masked, PURE ppg_grid=timestamps; Python literal values)")
     p.add_argument("--workers", type=int, default=None,
                    help="parallel processes generating / reading and preprocessing videos (default: automatic)")
     p.add_argument("--strict", action="store_true",

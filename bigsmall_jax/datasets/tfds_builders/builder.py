@@ -360,6 +360,7 @@ class BigSmallBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             if video.name in seen:
                 raise UserError(f"{video.name}: duplicate video id in split {split!r}")
             seen.add(video.name)
+            bar.set_postfix_str(video.name, refresh=False)
             for example in clip_examples(video, config):
                 yield key, example
                 key += 1
