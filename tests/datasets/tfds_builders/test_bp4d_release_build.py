@@ -3,7 +3,6 @@ trials skipped (or an error with --strict), worker processes, and a clean rebuil
 
 from __future__ import annotations
 
-import shutil
 import zipfile
 
 import numpy as np
@@ -127,7 +126,7 @@ def test_rebuild_after_interruption(tmp_path, monkeypatch):
     assert [p.name for p in version_dir.iterdir()] == [builder.data_path.name]
 
 
-def test_reader_settings_make_their_own_config(tmp_path):
+def test_reader_settings_make_their_own_config():
     cfg = tb.derive_config(tb.BigsmallBp4dPlus, "fold2", au_codes="masked", phys_grid="clock")
     assert cfg.name.startswith("fold2-") and cfg.reader_options == {"au_codes": "masked", "phys_grid": "clock"}
     assert cfg.fold == 2
@@ -137,4 +136,3 @@ def test_reader_settings_make_their_own_config(tmp_path):
         tb.derive_config(tb.BigsmallBp4dPlus, "fold1", au_codes="x")
     with pytest.raises(UserError, match="unknown setting 'ppg_grid'"):
         tb.derive_config(tb.BigsmallBp4dPlus, "fold1", ppg_grid="timestamps")
-    shutil.rmtree(tmp_path, ignore_errors=True)
