@@ -30,7 +30,8 @@ from bigsmall_jax.export.signature import EXPORT_DTYPES, check_batch_clips, chec
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line of ``python -m bigsmall_jax.export`` (`argv`: None for ``sys.argv``)."""
     p = argparse.ArgumentParser(prog="python -m bigsmall_jax.export", description=__doc__.split("\n\n")[0],
-                                epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+                                epilog=__doc__.split("\n\n", 1)[1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True,
                    help="model checkpoint directory, training workdir, .pth, or a name load_checkpoint knows")
     p.add_argument("--format", required=True, help=f"{' or '.join(FORMATS)}")

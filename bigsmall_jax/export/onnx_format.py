@@ -20,6 +20,7 @@ import dataclasses
 import logging
 import os
 import re
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -157,8 +158,11 @@ def to_onnx_model(forward: Callable, sig: Signature):
     """
     to_onnx, version, onnx = _jax2onnx()
     fn, specs = _clip_inputs(forward, dataclasses.replace(sig, dtype="float32"))
-    model = to_onnx(fn, specs, model_name="bigsmall", opset=OPSET, input_names=[s.name for s in sig.inputs],
-                    output_names=list(sig.output_names))
+    with warnings.catch_warnings():
+        # jax2onnx traces with 64-bit types enabled; jnp.mean then asks for a float64 count in a float32 graph
+        warnings.filterwarnings("ignore", "Explicitly requested dtype float64", UserWarning)
+        model = to_onnx(fn, specs, model_name="bigsmall", opset=OPSET, input_names=[s.name for s in sig.inputs],
+                        output_names=list(sig.output_names))
     if sig.batch_clips is None:
         _frames_inputs(model, sig, onnx)
     if sig.dtype == "float16":

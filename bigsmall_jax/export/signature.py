@@ -136,8 +136,8 @@ def eval_forward(model, variables, dtype: str = "float32") -> Callable[[jax.Arra
 
 def model_signature(model, variables, batch_clips: int | None, dtype: str = "float32",
                     source: str = "") -> Signature:
-    """The `Signature` of exporting `model` (`batch_clips` None: dynamic): outputs (names and sizes) from an abstract evaluation of the
-    forward pass on one clip, no computation."""
+    """The `Signature` of exporting `model` (`batch_clips` None: dynamic): outputs (names and sizes) from an
+    abstract evaluation of the forward pass on one clip, no computation."""
     config = model.config
     t = int(config.n_segment) if getattr(model, "uses_segments", True) else 1
     n = FRAMES_DIM if batch_clips is None else batch_clips * t
