@@ -53,7 +53,8 @@ def write_stablehlo(forward: Callable, sig: Signature, output: str | os.PathLike
         data = export_stablehlo(forward, sig, platforms).serialize()
     except (ValueError, NotImplementedError, TypeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise file_error(output, f"cannot export to StableHLO: {first}") from e
+        kind = "unsupported op: " if isinstance(e, NotImplementedError) else ""
+        raise file_error(output, f"cannot export to StableHLO: {kind}{first}") from e
     with files.atomic_path(output, ".stablehlo") as tmp:
         tmp.write_bytes(bytes(data))
     log.info("wrote %s (%.2f MB, platforms %s)", output, len(data) / 1e6, ", ".join(platforms))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import imageio
 import jax
 import numpy as np
 import onnx
@@ -16,6 +17,7 @@ from cli_checks import expect_one_error_line
 from bigsmall_jax import load_checkpoint
 from bigsmall_jax.export import export_model, load_stablehlo, onnx_session
 from bigsmall_jax.export.__main__ import main as export_main
+from bigsmall_jax.infer import main as infer_main
 from bigsmall_jax.inference.runners import OnnxRunner
 
 DATA = Path(__file__).parents[1] / "data"
@@ -184,3 +186,45 @@ def test_bad_checkpoint_and_bad_onnx_file(tmp_path, capsys):
     junk.write_bytes(b"not a model")
     with pytest.raises(Exception, match="junk.onnx"):
         OnnxRunner(junk)
+
+
+def _write_video(path: Path, t: int = 50, size: int = 96, fps: float = 25.0) -> Path:
+    """A lossless face-sized clip with a green 'pulse' at 1.5 Hz and a slow brightness 'breath'."""
+    rng = np.random.default_rng(0)
+    k = np.arange(t)[:, None, None, None]
+    frames = (rng.integers(60, 190, (size, size, 3)) + 3.0 * np.sin(2 * np.pi * 1.5 * k / fps) * np.array([0, 1, 0])
+              + 4.0 * np.sin(2 * np.pi * 0.3 * k / fps) + rng.normal(0, 1.0, (t, size, size, 3)))
+    with imageio.get_writer(path, format="FFMPEG", fps=fps, codec="libx264rgb", pixelformat="rgb24",
+                            macro_block_size=1, output_params=["-qp", "0"], ffmpeg_log_level="error") as w:
+        for f in np.clip(frames, 0, 255).astype(np.uint8):
+            w.append_data(f)
+    return path
+
+
+@pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")
+def test_infer_runtime_onnx_gives_the_json_of_jax(tmp_path, capsys, bigsmall):
+    _, _, out = bigsmall
+    video = _write_video(tmp_path / "clip.mp4")
+    docs = {}
+    for runtime, ckpt in [("jax", DATA / "bigsmall_random_init.pth"), ("onnx", out / "m.onnx")]:
+        infer_main([str(video), "--checkpoint", str(ckpt), "--output", str(tmp_path / f"{runtime}.json"),
+                    "--no-face-crop", "--batch-clips", "4", "--runtime", runtime])
+        capsys.readouterr()
+        docs[runtime] = json.loads((tmp_path / f"{runtime}.json").read_text())
+    jax_doc, onnx_doc = docs["jax"], docs["onnx"]
+    skip = {"checkpoint", "seconds", "frames_per_s", "bvp", "resp", "au_probs", "hr_bpm", "rr_bpm"}
+    assert {k: v for k, v in onnx_doc.items() if k not in skip} == {k: v for k, v in jax_doc.items() if k not in skip}
+    assert onnx_doc["num_frames"] == 50 and onnx_doc["n_padded_frames"] == 1
+    for k in ("bvp", "resp", "au_probs"):
+        assert np.shape(onnx_doc[k]) == np.shape(jax_doc[k]) and _max_diff(onnx_doc[k], jax_doc[k]) <= ATOL, k
+    for k in ("hr_bpm", "rr_bpm"):
+        assert onnx_doc[k] == pytest.approx(jax_doc[k], rel=1e-3), k
+
+
+def test_infer_runtime_onnx_needs_an_onnx_file(tmp_path, capsys):
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"")
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    expect_one_error_line(capsys, infer_main, [video, "--checkpoint", DATA / "bigsmall_random_init.pth", "--output",
+                                                out_dir / "o.json", "--runtime", "onnx"], out_dir, "--runtime onnx")
