@@ -38,8 +38,10 @@ OPSET = 21  # supported by ONNX Runtime >= 1.20
 
 def _jax2onnx():
     """jax2onnx's converter, its version, and the onnx module (imported on first use; its plugin registry
-    logs a warning for every optional framework it finds missing, which is kept quiet)."""
-    logging.getLogger("jax2onnx").setLevel(logging.ERROR)
+    logs a warning for every optional framework it finds missing, and its IR library one for every
+    intermediate value it leaves untyped (`_finish` types them): both kept quiet)."""
+    for name in ("jax2onnx", "onnx_ir"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     from importlib.metadata import version
 
     import onnx
