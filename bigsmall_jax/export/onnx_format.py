@@ -77,9 +77,9 @@ def _clip_inputs(forward: Callable, sig: Signature) -> tuple[Callable, list]:
     return per_clip, [("N", t, *s.shape[1:]) for s in sig.inputs]
 
 
-def _frames_inputs(model, sig: Signature, onnx) -> None:
+def _frames_inputs(model, sig: Signature) -> None:
     """Gives a dynamic export (N, T, ...) -> (frames, ...) inputs: each input is renamed ``<name>_clips``
-    and fed by a Reshape to (-1, T, ...) of a new (frames, ...) input of the old name."""
+    and fed by a Reshape to (-1, T, ...) of a new float32 (frames, ...) input of the old name."""
     from onnx import TensorProto, helper, numpy_helper
 
     graph = model.graph
@@ -92,8 +92,7 @@ def _frames_inputs(model, sig: Signature, onnx) -> None:
                                         f"{spec.name}_clip_shape")
         graph.initializer.append(shape)
         reshapes.append(helper.make_node("Reshape", [spec.name, shape.name], [clips], name=f"{spec.name}_to_clips"))
-        elem = TensorProto.FLOAT16 if sig.dtype == "float16" else TensorProto.FLOAT
-        new_inputs.append(helper.make_tensor_value_info(spec.name, elem, [FRAMES_DIM, *spec.shape[1:]]))
+        new_inputs.append(helper.make_tensor_value_info(spec.name, TensorProto.FLOAT, [FRAMES_DIM, *spec.shape[1:]]))
     del graph.input[:]
     graph.input.extend(new_inputs)
     nodes = reshapes + list(graph.node)
@@ -166,7 +165,7 @@ def to_onnx_model(forward: Callable, sig: Signature):
         model = to_onnx(fn, specs, model_name="bigsmall", opset=OPSET, input_names=[s.name for s in sig.inputs],
                         output_names=list(sig.output_names))
     if sig.batch_clips is None:
-        _frames_inputs(model, sig, onnx)
+        _frames_inputs(model, sig)
     if sig.dtype == "float16":
         _to_float16(model, sig)
     model.producer_name, model.producer_version = "bigsmall_jax (jax2onnx)", version
