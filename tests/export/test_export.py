@@ -13,6 +13,7 @@ import numpy as np
 import onnx
 import pytest
 from cli_checks import expect_one_error_line
+from face_drawing import draw_face
 
 from bigsmall_jax import load_checkpoint
 from bigsmall_jax.export import export_model, load_stablehlo, onnx_session
@@ -188,12 +189,14 @@ def test_bad_checkpoint_and_bad_onnx_file(tmp_path, capsys):
         OnnxRunner(junk)
 
 
-def _write_video(path: Path, t: int = 50, size: int = 96, fps: float = 25.0) -> Path:
-    """A lossless face-sized clip with a green 'pulse' at 1.5 Hz and a slow brightness 'breath'."""
+def _write_face_video(path: Path, t: int = 50, fps: float = 25.0) -> Path:
+    """A lossless video of a drawn face (which the Haar cascade finds) with a green 'pulse' at 1.5 Hz, a slow
+    brightness 'breath' and sensor noise."""
     rng = np.random.default_rng(0)
     k = np.arange(t)[:, None, None, None]
-    frames = (rng.integers(60, 190, (size, size, 3)) + 3.0 * np.sin(2 * np.pi * 1.5 * k / fps) * np.array([0, 1, 0])
-              + 4.0 * np.sin(2 * np.pi * 0.3 * k / fps) + rng.normal(0, 1.0, (t, size, size, 3)))
+    face = draw_face(120, 160, 70, 60, 32).astype(np.float64)
+    frames = (face + 3.0 * np.sin(2 * np.pi * 1.5 * k / fps) * np.array([0, 1, 0])
+              + 4.0 * np.sin(2 * np.pi * 0.3 * k / fps) + rng.normal(0, 1.0, (t, *face.shape)))
     with imageio.get_writer(path, format="FFMPEG", fps=fps, codec="libx264rgb", pixelformat="rgb24",
                             macro_block_size=1, output_params=["-qp", "0"], ffmpeg_log_level="error") as w:
         for f in np.clip(frames, 0, 255).astype(np.uint8):
@@ -204,17 +207,17 @@ def _write_video(path: Path, t: int = 50, size: int = 96, fps: float = 25.0) -> 
 @pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")
 def test_infer_runtime_onnx_gives_the_json_of_jax(tmp_path, capsys, bigsmall):
     _, _, out = bigsmall
-    video = _write_video(tmp_path / "clip.mp4")
+    video = _write_face_video(tmp_path / "clip.mp4")  # the whole pipeline: face crop, Big and Small frames
     docs = {}
     for runtime, ckpt in [("jax", DATA / "bigsmall_random_init.pth"), ("onnx", out / "m.onnx")]:
         infer_main([str(video), "--checkpoint", str(ckpt), "--output", str(tmp_path / f"{runtime}.json"),
-                    "--no-face-crop", "--batch-clips", "4", "--runtime", runtime])
+                    "--batch-clips", "4", "--runtime", runtime])
         capsys.readouterr()
         docs[runtime] = json.loads((tmp_path / f"{runtime}.json").read_text())
     jax_doc, onnx_doc = docs["jax"], docs["onnx"]
     skip = {"checkpoint", "seconds", "frames_per_s", "bvp", "resp", "au_probs", "hr_bpm", "rr_bpm"}
     assert {k: v for k, v in onnx_doc.items() if k not in skip} == {k: v for k, v in jax_doc.items() if k not in skip}
-    assert onnx_doc["num_frames"] == 50 and onnx_doc["n_padded_frames"] == 1
+    assert onnx_doc["num_frames"] == 50 and onnx_doc["n_padded_frames"] == 1 and onnx_doc["face_box"][2] > 50
     for k in ("bvp", "resp", "au_probs"):
         assert np.shape(onnx_doc[k]) == np.shape(jax_doc[k]) and _max_diff(onnx_doc[k], jax_doc[k]) <= ATOL, k
     for k in ("hr_bpm", "rr_bpm"):
