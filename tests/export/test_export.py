@@ -16,6 +16,7 @@ from cli_checks import expect_one_error_line
 from face_drawing import draw_face
 
 from bigsmall_jax import load_checkpoint
+from bigsmall_jax.errors import UserError
 from bigsmall_jax.export import export_model, load_stablehlo, onnx_session
 from bigsmall_jax.export.__main__ import main as export_main
 from bigsmall_jax.infer import main as infer_main
@@ -185,7 +186,7 @@ def test_bad_checkpoint_and_bad_onnx_file(tmp_path, capsys):
                                                  "--output", out_dir / "m.onnx"], out_dir, "nope")
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"not a model")
-    with pytest.raises(Exception, match="junk.onnx"):
+    with pytest.raises(UserError, match="junk.onnx: ONNX Runtime cannot load it"):
         OnnxRunner(junk)
 
 
