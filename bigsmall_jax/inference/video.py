@@ -10,8 +10,8 @@ The whole pipeline of the paper, on a video file (anything FFmpeg decodes) or a 
 4. clips of the model's ``n_segment`` frames; when the frame count is not a multiple of it, the last frame
    is repeated to fill the last clip and the outputs of those frames are dropped again (reported as
    ``n_padded_frames``);
-5. the jitted model, in batches of clips (`evaluation.evaluate.predict_frames`), and the rates of its
-   waves (`signals.wave_to_rate`).
+5. the jitted model (or an exported ONNX file in ONNX Runtime, `runners.OnnxRunner`), in batches of
+   clips (`evaluation.evaluate.predict_frames`), and the rates of its waves (`signals.wave_to_rate`).
 
 `infer_video` runs it from a file, `result_document` makes the JSON document, `plot_inference` the figure
 and `write_outputs` writes both (``python -m bigsmall_jax.infer``).
