@@ -3,7 +3,7 @@
 Usage::
 
     python -m bigsmall_jax.infer VIDEO --checkpoint DIR --output OUT.json [--fps F] [--no-face-crop]
-        [--face-crop first|every|median] [--crop-every N] [--plot OUT.png]
+        [--face-crop first|every|median] [--crop-every N] [--plot OUT.png] [--runtime jax|onnx]
 
 The whole pipeline of the paper (`bigsmall_jax.inference.video`), on a video file (anything FFmpeg
 decodes) or a folder of images: every frame read (the frame rate from the file unless ``--fps`` is
@@ -17,6 +17,8 @@ has: ``bvp`` (per frame, diff-normalized, as the model outputs it) with ``hr_bpm
 ``resp`` with ``rr_bpm``, ``au_names`` with ``au_probs`` (frames x 12 sigmoid probabilities). A rate is
 null when the video is too short (or its frame rate too low) for the rate's band-pass. ``--plot`` draws
 the face with its crop box, both waves with their rates and the AU activations as a heatmap.
+``--runtime onnx`` runs an ``.onnx`` file from ``python -m bigsmall_jax.export`` (given as ``--checkpoint``)
+with ONNX Runtime instead of the JAX model; the JSON is the same within float32 rounding.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from pathlib import Path
 
 from bigsmall_jax.cli import check_not_inside, check_output_file
 from bigsmall_jax.errors import UserError, cli_main, file_error
+from bigsmall_jax.inference.runners import RUNTIMES, check_runtime
 from bigsmall_jax.inference.video import CROP_MODES, infer_video, result_document, write_outputs
 
 log = logging.getLogger(__name__)
@@ -52,6 +55,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--crop-every", type=int, default=30, help="detection period in frames (default: 30)")
     p.add_argument("--batch-clips", type=int, default=16, help="clips per forward pass (default: 16)")
     p.add_argument("--plot", default=None, help="PNG with the face, waves and AU activations")
+    p.add_argument("--runtime", choices=RUNTIMES, default="jax",
+                   help="jax (default) or onnx: run an .onnx file from python -m bigsmall_jax.export with ONNX Runtime")
     return p.parse_args(argv)
 
 
@@ -70,6 +75,7 @@ def _check_args(args: argparse.Namespace) -> tuple[Path, Path | None]:
         raise UserError(f"--crop-every must be >= 1, got {args.crop_every}")
     if args.batch_clips < 1:
         raise UserError(f"--batch-clips must be >= 1, got {args.batch_clips}")
+    check_runtime(args.runtime, args.checkpoint)
     return output, plot
 
 
@@ -79,7 +85,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     output, plot = _check_args(args)
     result, frame = infer_video(args.video, args.checkpoint, args.fps,
-                                None if args.no_face_crop else args.face_crop, args.crop_every, args.batch_clips)
+                                None if args.no_face_crop else args.face_crop, args.crop_every, args.batch_clips,
+                                args.runtime)
     total = result.seconds["total_without_checkpoint"]
     doc = result_document(result, os.fspath(args.video), os.fspath(args.checkpoint))
     doc["frames_per_s"] = round(result.num_frames / total, 2) if total > 0 else None

@@ -33,17 +33,19 @@ BOXES = {
                    "#fff3b0"),
     "checkpoints": (9.6, 2.3, 2.4, 1.4, "checkpoints/", "model_dir (orbax),\npth (torch-free),\ntorch_import, load",
                     "#ffe5b4"),
-    "inference": (6.4, 0.55, 2.7, 1.2, "inference/", "a video -> face crop ->\nBig/Small -> waves,\nHR, RR, AUs",
-                  "#d0f4f7"),
+    "inference": (6.4, 0.55, 2.7, 1.2, "inference/", "a video -> face crop ->\nBig/Small -> waves,\nHR, RR, AUs;\n"
+                  "runners (ONNX Runtime)", "#d0f4f7"),
+    "export": (2.9, 0.55, 3.0, 1.2, "export/", "signature, onnx_format\n(jax2onnx), stablehlo\n(jax.export), "
+               "model_export", "#f4e1d2"),
     "runtime": (9.6, 0.55, 2.4, 1.2, "runtime.py", "XLA:CPU presets,\nForward (compiled\nevaluation pass)", "#eeeeee"),
 }
 ARROWS = [("sources", "datasets", "read"), ("synthetic", "datasets", "render"), ("datasets", "train", "batches"),
           ("train", "model", "apply"), ("train", "checkpoints", "save"), ("train", "evaluation", "test split"),
           ("datasets", "inference", "preprocess"), ("checkpoints", "inference", "load"),
-          ("runtime", "inference", "")]
-ENTRY = ("entry points (python -m bigsmall_jax.<command>): prepare, train, evaluate, infer, convert, flops, "
-         "benchmark (benchmark/: peak, models, pipeline, profile, report,\nsuite), synthetic;  shared: errors, files "
-         "(atomic writes, JSON), figures (matplotlib), cli (key=value, output checks)")
+          ("runtime", "inference", ""), ("export", "inference", ".onnx")]
+ENTRY = ("entry points (python -m bigsmall_jax.<command>): prepare, train, evaluate, infer, convert, flops, export, "
+         "benchmark (benchmark/: peak, models, pipeline, profile, report,\nsuite, deploy), synthetic;  shared: errors, "
+         "files (atomic writes, JSON), figures (matplotlib), cli (key=value, output checks)")
 
 
 def _centre(name: str) -> tuple[float, float]:

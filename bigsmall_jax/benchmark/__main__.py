@@ -3,6 +3,7 @@
     python -m bigsmall_jax.benchmark [--models bigsmall big_au ...] [--batch 16] [--dtype float32|bfloat16]
         [--repeats 10] [--quick] [--no-input-pipeline] [--data-dir DIR] [--no-tune] [--profile]
         [--output OUT.json]
+    python -m bigsmall_jax.benchmark --deploy [--models ...] [--batch 16] [--repeats 10] [--output OUT.json]
 
 For every model (default: all of `bigsmall_jax.model.NAMED_VARIANTS`, plus ``single_task_sum``, the
 single-task baselines `bigsmall_jax.model.SINGLE_TASK_VARIANTS` run one after the other on the same frames)
@@ -42,6 +43,10 @@ inference run them) and the train steps with the tuned XLA:CPU presets (`bigsmal
 to the YNNPACK library, for inference and for training) and keeps freed memory in the process;
 docs/benchmark.md has what each is worth. ``--no-tune`` runs with XLA's and the allocator's defaults
 instead. A GPU or TPU is used when JAX finds one (``jax.devices()[0]``).
+
+``--deploy`` times the deployment runtime instead (`bigsmall_jax.benchmark.deploy`): BigSmall and the three
+single-task models exported to ONNX and run by ONNX Runtime on the CPU, next to JAX, one-clip latency,
+throughput and the size of the exported ONNX and StableHLO files.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
+from bigsmall_jax.benchmark.deploy import format_deploy_table, run_deploy_benchmark
 from bigsmall_jax.benchmark.models import BENCH_DTYPES
 from bigsmall_jax.benchmark.report import format_table, write_result
 from bigsmall_jax.benchmark.suite import run_benchmark
@@ -76,6 +82,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--peak-size", type=int, default=None, help="side of the peak matmul (default 2048 on CPU)")
     parser.add_argument("--profile", action="store_true",
                         help="also profile the first model's train step (jax.profiler) and list its costliest ops")
+    parser.add_argument("--deploy", action="store_true",
+                        help="time the exported ONNX models in ONNX Runtime next to JAX, with file sizes "
+                             "(default models: bigsmall and the three single-task ones)")
     parser.add_argument("--output", help="write the figures as JSON here")
     return parser
 
@@ -113,6 +122,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> None:
     """Runs the benchmark, writes ``--output`` (JSON) and prints the table; a bad input is a one-line error."""
     args = parse_args(argv)
+    if args.deploy:
+        result = run_deploy_benchmark(args.models, batch_clips=args.batch, repeats=args.repeats,
+                                      tuned=not args.no_tune)
+        if args.output:
+            write_result(args.output, result)
+        print(format_deploy_table(result))
+        return
     result = run_benchmark(args.models, batch_clips=args.batch, dtype=args.dtype, repeats=args.repeats,
                            tuned=not args.no_tune, peak_size=args.peak_size,
                            input_pipeline=not args.no_input_pipeline, quick=args.quick, data_dir=args.data_dir,

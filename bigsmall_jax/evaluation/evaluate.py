@@ -108,6 +108,7 @@ def predict_frames(
     big_transform: Callable[[np.ndarray], np.ndarray] | None = None,
     progress: bool | None = False,
     desc: str = "model",
+    forward: Callable | None = None,
 ) -> tuple[dict[str, np.ndarray], int]:
     """Runs the model over every frame of one video, in batches of whole clips.
 
@@ -125,6 +126,8 @@ def predict_frames(
         `preprocess.standardize_big` on uint8 frames, to keep the video compact in memory).
       progress: show a tqdm bar over batches (None: only on a terminal).
       desc: the bar's label.
+      forward: runs a batch, ``forward(variables, big, small)`` -> outputs dict (default: the jitted model,
+        `bigsmall_jax.runtime.Forward`; `bigsmall_jax.inference.runners.OnnxRunner` for ONNX Runtime).
 
     Returns:
       ({"au": (T, n_au) logits, "bvp": (T,), "resp": (T,)} float32 numpy arrays, only the model's heads;
@@ -141,7 +144,7 @@ def predict_frames(
     small, _ = pad_to_segments(small, n_seg)
     n_clips = big.shape[0] // n_seg
     per_batch = _bucket(n_clips, int(batch_clips)) * n_seg
-    forward = _forward(config)
+    forward = forward or _forward(config)
     outputs: list[dict[str, jax.Array]] = []
     for start in tqdm(range(0, big.shape[0], per_batch), desc=desc, unit="batch", leave=False,
                       disable=None if progress is None else not progress):

@@ -10,8 +10,8 @@ The whole pipeline of the paper, on a video file (anything FFmpeg decodes) or a 
 4. clips of the model's ``n_segment`` frames; when the frame count is not a multiple of it, the last frame
    is repeated to fill the last clip and the outputs of those frames are dropped again (reported as
    ``n_padded_frames``);
-5. the jitted model, in batches of clips (`evaluation.evaluate.predict_frames`), and the rates of its
-   waves (`signals.wave_to_rate`).
+5. the jitted model (or an exported ONNX file in ONNX Runtime, `runners.OnnxRunner`), in batches of
+   clips (`evaluation.evaluate.predict_frames`), and the rates of its waves (`signals.wave_to_rate`).
 
 `infer_video` runs it from a file, `result_document` makes the JSON document, `plot_inference` the figure
 and `write_outputs` writes both (``python -m bigsmall_jax.infer``).
@@ -52,6 +52,7 @@ from bigsmall_jax.errors import UserError, file_error
 from bigsmall_jax.evaluation import signals
 from bigsmall_jax.evaluation.evaluate import predict_frames
 from bigsmall_jax.figures import new_figure, save_png
+from bigsmall_jax.inference.runners import OnnxRunner, check_runtime
 from bigsmall_jax.runtime import configure_cpu_runtime
 
 log = logging.getLogger(__name__)
@@ -162,7 +163,7 @@ def _preprocess(frames: np.ndarray, fps: float, pp: PreprocessConfig, source: st
 
 def infer_frames(model, variables, frames: np.ndarray, fps: float, face_crop: str | None = "first",
                  crop_every: int = 30, batch_clips: int = 16, source: str = "<frames>",
-                 progress: bool | None = None) -> Inference:
+                 progress: bool | None = None, forward=None) -> Inference:
     """The whole pipeline on decoded frames: face crop, Big/Small preprocessing, the model, rates.
 
     Args:
@@ -175,6 +176,7 @@ def infer_frames(model, variables, frames: np.ndarray, fps: float, face_crop: st
       batch_clips: clips per forward pass.
       source: the file, for error messages.
       progress: tqdm bars (None: only on a terminal).
+      forward: what runs the batches (`runners.OnnxRunner`, with it as `model` too); default: the jitted model.
 
     Raises:
       UserError: too few frames, bad fps, no face found (suggesting --no-face-crop).
@@ -192,7 +194,7 @@ def infer_frames(model, variables, frames: np.ndarray, fps: float, face_crop: st
     start = time.perf_counter()
     standardize = lambda b: standardize_big(b, video.big_mean, video.big_std)
     outputs, n_pad = predict_frames(model, variables, video.big_u8, video.small, batch_clips,
-                                    big_transform=standardize, progress=progress, desc="model")
+                                    big_transform=standardize, progress=progress, desc="model", forward=forward)
     seconds["model"] = time.perf_counter() - start
     start = time.perf_counter()
     result = Inference(fps=float(fps), num_frames=t, n_padded_frames=n_pad, boxes=boxes, face_crop=face_crop,
@@ -311,10 +313,10 @@ def plot_inference(result: Inference, frame: np.ndarray, path_png, title: str = 
 
 
 def check_checkpoint(checkpoint: str | os.PathLike) -> Path:
-    """Reads a checkpoint directory's config (or checks that a .pth file exists), so that a bad checkpoint
-    fails before the video is decoded; returns the path."""
+    """Reads a checkpoint directory's config (or checks that a .pth or .onnx file exists), so that a bad
+    checkpoint fails before the video is decoded; returns the path."""
     checkpoint = Path(checkpoint)
-    if checkpoint.suffix != ".pth":
+    if checkpoint.suffix not in (".pth", ".onnx"):
         if not checkpoint.exists():
             raise file_error(checkpoint, "no such checkpoint directory")
         read_config(checkpoint)
@@ -325,7 +327,7 @@ def check_checkpoint(checkpoint: str | os.PathLike) -> Path:
 
 def infer_video(video: str | os.PathLike, checkpoint: str | os.PathLike, fps: float | None = None,
                 face_crop: str | None = "first", crop_every: int = 30,
-                batch_clips: int = 16) -> tuple[Inference, np.ndarray]:
+                batch_clips: int = 16, runtime: str = "jax") -> tuple[Inference, np.ndarray]:
     """Reads a video (file or folder of images), loads a checkpoint and runs `infer_frames`.
 
     The video is decoded before JAX starts (FFmpeg runs in a subprocess), then the XLA:CPU presets for
@@ -336,23 +338,29 @@ def infer_video(video: str | os.PathLike, checkpoint: str | os.PathLike, fps: fl
       checkpoint: model checkpoint directory, training workdir, or .pth (see `check_checkpoint`).
       fps: frame rate in Hz; None: from the file.
       face_crop, crop_every, batch_clips: as in `infer_frames`.
+      runtime: "jax" (the checkpoint, jitted) or "onnx" (`checkpoint` is an exported ``.onnx`` file run by
+        ONNX Runtime, `runners.OnnxRunner`).
 
     Returns:
       (the inference, its ``seconds`` also holding ``load_checkpoint``, ``read_video`` and
       ``total_without_checkpoint``; (H, W, 3) uint8 frame 0 of the video).
     """
+    check_runtime(runtime, checkpoint)
     checkpoint = check_checkpoint(checkpoint)
     start = time.perf_counter()
     frames, fps = read_video(video, fps=fps)
     read_s = time.perf_counter() - start
     configure_cpu_runtime(purpose="infer")
     start = time.perf_counter()
-    model, variables = load_checkpoint(checkpoint)
+    if runtime == "onnx":
+        model, variables = OnnxRunner(checkpoint), None
+    else:
+        model, variables = load_checkpoint(checkpoint)
     load_s = time.perf_counter() - start
     log.info("%s: %d frames of %dx%d at %.3f fps (%.1f s)", video, frames.shape[0], frames.shape[2],
              frames.shape[1], fps, frames.shape[0] / fps)
     result = infer_frames(model, variables, frames, fps, face_crop, crop_every, batch_clips,
-                          source=os.fspath(video))
+                          source=os.fspath(video), forward=model if runtime == "onnx" else None)
     result.seconds = {"load_checkpoint": load_s, "read_video": read_s, **result.seconds}
     result.seconds["total_without_checkpoint"] = sum(v for k, v in result.seconds.items() if k != "load_checkpoint")
     return result, frames[0]
