@@ -26,6 +26,7 @@ from tqdm import tqdm
 from bigsmall_jax.benchmark.models import synthetic_batch
 from bigsmall_jax.benchmark.peak import describe_device, device_info, load_average, time_interleaved
 from bigsmall_jax.export import export_model, onnx_session
+from bigsmall_jax.export.onnx_format import optional_module
 from bigsmall_jax.model import SINGLE_TASK_VARIANTS, abstract_variables, build_model, count_params, named_config
 from bigsmall_jax.runtime import Forward
 
@@ -101,8 +102,7 @@ def run_deploy_benchmark(models: Sequence[str] | None = None, *, batch_clips: in
     """Exports and times every model (default `DEPLOY_MODELS`); returns the JSON-able result:
     {"device", "batch_clips", "repeats", "onnxruntime", "models": {name: figures}, ["single_task_sum"],
     "load_avg": {"before", "after"}}."""
-    import onnxruntime
-
+    onnxruntime = optional_module("onnxruntime")
     names = list(models or DEPLOY_MODELS)
     info = device_info()
     tuned = tuned and info["platform"] == "cpu"

@@ -33,6 +33,23 @@ from bigsmall_jax.export.signature import EXPORT_DTYPES, FRAMES_DIM, Signature
 
 log = logging.getLogger(__name__)
 
+INSTALL_HINT = "pip install 'bigsmall-jax[export]'"
+
+
+def optional_module(name: str):
+    """Imports one of the optional ONNX packages (jax2onnx, onnx, onnxruntime: the `export` extra).
+
+    Raises:
+      UserError: the package is not installed (one line saying how to install it).
+    """
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        raise UserError(f"{name} is not installed: ONNX export and the ONNX runtime need the export extra "
+                        f"({INSTALL_HINT})") from None
+
 OPSET = 21  # supported by ONNX Runtime >= 1.20
 
 
@@ -44,9 +61,8 @@ def _jax2onnx():
         logging.getLogger(name).setLevel(logging.ERROR)
     from importlib.metadata import version
 
-    import onnx
-    from jax2onnx import to_onnx
-
+    onnx = optional_module("onnx")
+    to_onnx = optional_module("jax2onnx").to_onnx
     return to_onnx, version("jax2onnx"), onnx
 
 
@@ -198,8 +214,7 @@ def onnx_session(path: str | os.PathLike, threads: int | None = None):
     Raises:
       UserError: the file is missing, not ONNX, or not a bigsmall_jax export.
     """
-    import onnxruntime as ort
-
+    ort = optional_module("onnxruntime")
     path = Path(path)
     if not path.is_file():
         raise file_error(path, "no such ONNX file")
