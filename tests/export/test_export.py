@@ -5,6 +5,7 @@ unexportable ops and bad flags are one error line with nothing written."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import imageio
@@ -232,3 +233,12 @@ def test_infer_runtime_onnx_needs_an_onnx_file(tmp_path, capsys):
     out_dir.mkdir()
     expect_one_error_line(capsys, infer_main, [video, "--checkpoint", DATA / "bigsmall_random_init.pth", "--output",
                                                 out_dir / "o.json", "--runtime", "onnx"], out_dir, "--runtime onnx")
+
+
+def test_a_missing_optional_package_says_how_to_install_it(tmp_path, monkeypatch, bigsmall):
+    """Without the `export` extra, an ONNX export is one error naming the package and the extra, and no file."""
+    monkeypatch.setitem(sys.modules, "jax2onnx", None)  # what an import finds for a package not installed
+    out = tmp_path / "m.onnx"
+    with pytest.raises(UserError, match=r"jax2onnx is not installed.*bigsmall-jax\[export\]"):
+        export_model(bigsmall[0], bigsmall[1], out, "onnx", "dynamic")
+    assert not out.exists()
