@@ -86,8 +86,8 @@ def test_outputs_match_the_authors_class_on_both_input_sets(name):
             np.testing.assert_allclose(np.asarray(out[head]), reference[f"{head}{suffix}"], atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("n_segment", [2, 4])
-@pytest.mark.parametrize("variant", ["bigsmall_bidir", "bigsmall_gray"])  # bidir runs both laterals' code
+# bidir runs both lateral connections' code
+@pytest.mark.parametrize("variant,n_segment", [("bigsmall_bidir", 2), ("bigsmall_bidir", 4), ("bigsmall_gray", 4)])
 def test_new_variants_run_for_any_clip_length_clip_by_clip(variant, n_segment):
     """Two clips: outputs are finite and per frame, each clip's depend on that clip only (swapping the clips
     swaps the outputs), and the Big channels reaching the Small branch are the same on every frame of a clip."""
