@@ -26,7 +26,7 @@ from bigsmall_jax.runtime import configure_cpu_runtime
 from bigsmall_jax.train import ablation
 from bigsmall_jax.train.__main__ import CPU_PRESETS_ENV
 from bigsmall_jax.train.__main__ import run as train_run
-from bigsmall_jax.train.config import model_config
+from bigsmall_jax.train.config import DEFAULT_CONFIG, model_config
 
 log = logging.getLogger("bigsmall_jax.ablate")
 
@@ -72,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             costs[spec.variant] = ablation.variant_cost(config, args.workdir / spec.variant / "cost.json",
                                                         args.speed_batch, args.speed_repeats)
     table = ablation.summarize(specs, costs)
-    title = f"Ablation: {args.config or 'synthetic'} config, {args.seeds} seed(s) per variant"
+    title = f"Ablation: {args.config or DEFAULT_CONFIG} config, {args.seeds} seed(s) per variant"
     ablation.write_outputs(table, args.workdir, title)
     print(ablation.markdown_table(table, title), end="")
 

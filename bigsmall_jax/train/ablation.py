@@ -32,6 +32,7 @@ from bigsmall_jax.files import write_json_atomic, write_text_atomic
 from bigsmall_jax.model import ModelConfig, build_model, init_variables, named_config, variant_name
 from bigsmall_jax.model.flops import forward_cost
 from bigsmall_jax.runtime import Forward
+from bigsmall_jax.train.__main__ import config_from_args, parse_args
 from bigsmall_jax.train.config import (
     DEFAULT_CONFIG,
     apply_overrides,
@@ -39,6 +40,7 @@ from bigsmall_jax.train.config import (
     load_config,
     validate_config,
 )
+from bigsmall_jax.train.loop import _check_workdir_config
 
 log = logging.getLogger(__name__)
 
@@ -140,15 +142,11 @@ def plan_runs(variants: Sequence[str], seeds: int, config_name: str | None, over
 
 def run_config(spec: RunSpec):
     """The training config `spec` trains with (what ``python -m bigsmall_jax.train ARGV`` resolves)."""
-    from bigsmall_jax.train.__main__ import config_from_args, parse_args
-
     return config_from_args(parse_args(list(spec.argv)))
 
 
 def check_finished_run(spec: RunSpec) -> None:
     """Refuses a finished run whose saved config is not the planned one (another ablation's run)."""
-    from bigsmall_jax.train.loop import _check_workdir_config
-
     _check_workdir_config(spec.workdir, config_to_json(run_config(spec)))
 
 
