@@ -72,7 +72,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             costs[spec.variant] = ablation.variant_cost(config, args.workdir / spec.variant / "cost.json",
                                                         args.speed_batch, args.speed_repeats)
     table = ablation.summarize(specs, costs)
-    title = f"Ablation: {args.config or DEFAULT_CONFIG} config, {args.seeds} seed(s) per variant"
+    seeds = f"{args.seeds} seed" + ("s" if args.seeds != 1 else "")
+    title = f"Ablation: {args.config or DEFAULT_CONFIG} config, {seeds} per variant"
     ablation.write_outputs(table, args.workdir, title)
     print(ablation.markdown_table(table, title), end="")
 

@@ -243,7 +243,8 @@ def markdown_table(table: Mapping[str, Any], title: str) -> str:
              "", "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for name, row in rows.items():
         m = row["metrics"]
-        cells = [f"{name} ({row['seeds']} seeds)", f"{row['gflops_per_clip']:.3f}", f"{row['params']:,}",
+        seeds = f"{row['seeds']} seed" + ("s" if row["seeds"] != 1 else "")
+        cells = [f"{name} ({seeds})", f"{row['gflops_per_clip']:.3f}", f"{row['params']:,}",
                  f"{row['infer_frames_per_s']:.0f}",
                  *(_cell(m.get(key), 3 if key.startswith("au") or key.endswith("pearson") else 2)
                    for key, _ in ACCURACY_COLUMNS)]
@@ -264,13 +265,14 @@ def plot_accuracy_vs_cost(table: Mapping[str, Any], path_png: str | Path, title:
               ("rr_mae", "RR MAE, breaths/min (lower is better)"))
     fig = new_figure(13, 4.2)
     axes = fig.subplots(1, len(panels))
+    colors = {name: f"C{i % 10}" for i, name in enumerate(table["variants"])}  # one colour per variant
     for ax, (key, label) in zip(axes, panels, strict=True):
         for name, row in table["variants"].items():
             stat = row["metrics"].get(key)
             if not stat:
                 continue
             x = row["gflops_per_clip"]
-            ax.errorbar([x], [stat["mean"]], yerr=[stat["std"]], fmt="o", capsize=3)
+            ax.errorbar([x], [stat["mean"]], yerr=[stat["std"]], fmt="o", capsize=3, color=colors[name])
             ax.annotate(name, (x, stat["mean"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
         ax.set_xscale("log")
         ax.set_xlabel("GFLOPs per clip (log)")
