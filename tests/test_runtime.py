@@ -26,7 +26,7 @@ def _inputs(config, n_clips, seed=0):
     return big, small
 
 
-@pytest.mark.parametrize("name", ["bigsmall", "bigsmall_no_downsample", "big_au", "small_bvp"])
+@pytest.mark.parametrize("name", ["bigsmall", "bigsmall_no_downsample", "big_au", "small_bvp", "bigsmall_bidir"])
 def test_forward_equals_one_program(name):
     model = build_model(named_config(name))
     variables = init_variables(model, jax.random.key(1))

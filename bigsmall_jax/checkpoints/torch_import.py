@@ -4,7 +4,11 @@
 `bigsmall_jax.checkpoints.load_checkpoint` imports a ``.pth`` on the fly. Works without PyTorch (see
 `bigsmall_jax.checkpoints.pth`). The model is detected from the keys:
 
-* ``big_conv*`` + ``small_conv*`` + ``au_fc*``/``bvp_fc*``/``resp_fc*``: multitask BigSmall;
+* ``big_conv*`` + ``small_conv*`` + ``au_fc*``/``bvp_fc*``/``resp_fc*``: multitask BigSmall; the shapes
+  also tell concat fusion (wider first dense layers), the lateral connections (a block-2 conv with more
+  input channels than block 1 gives out) and the grayscale Big input (``big_conv1`` with one input channel).
+  What the keys cannot tell (which temporal shift, whether Big sees every frame) is the paper's model unless
+  a variant is named (`convert_file`'s `variant`: a ``NAMED_VARIANTS`` name or the authors' class name);
 * ``big_conv*`` + ``out_fc*``: the Big pathway alone (AU logits);
 * ``small_conv*`` + ``out_fc*``: the Small pathway alone, a pulse model unless ``--task resp`` or a file
   name containing ``Resp`` says respiration (``Heart`` says pulse).
@@ -25,7 +29,7 @@ import numpy as np
 
 from bigsmall_jax.checkpoints.pth import load_state_dict
 from bigsmall_jax.errors import UserError, file_error
-from bigsmall_jax.model import ModelConfig, abstract_variables, build_model
+from bigsmall_jax.model import ModelConfig, abstract_variables, build_model, named_config, variant_name
 
 T = TypeVar("T")
 
@@ -39,6 +43,25 @@ def _conv_filters(state, branch: str) -> tuple[int, ...]:
     """Output channels of ``{branch}_conv1``, ``{branch}_conv2``, ... in order."""
     idx = sorted(int(m.group(1)) for k in state if (m := re.fullmatch(rf"{branch}_conv(\d+)\.weight", k)))
     return tuple(int(state[f"{branch}_conv{i}.weight"].shape[0]) for i in idx)
+
+
+def _in_channels(state, key: str) -> int | None:
+    """Input channels of conv ``key`` (``big_conv3``), or None if it is absent."""
+    weight = state.get(f"{key}.weight")
+    return None if weight is None or len(weight.shape) != 4 else int(weight.shape[1])
+
+
+def _wiring(state, big_filters: tuple[int, ...], small_filters: tuple[int, ...]) -> dict[str, object]:
+    """``lateral`` and ``big_gray`` as the conv input channels show them (`ModelConfig` defaults elsewhere)."""
+    defaults = ModelConfig()
+    block1 = defaults.big_stages[0]  # Big convs of block 1
+    half = len(small_filters) // 2  # Small convs of block 1
+    small2big = len(big_filters) > block1 and (_in_channels(state, f"big_conv{block1 + 1}") or 0) > big_filters[
+        block1 - 1]
+    big2small = half > 0 and (_in_channels(state, f"small_conv{half + 1}") or 0) > small_filters[half - 1]
+    lateral = {(False, False): "none", (True, False): "big2small", (False, True): "small2big",
+               (True, True): "both"}[(big2small, small2big)]
+    return {"lateral": lateral, "big_gray": _in_channels(state, "big_conv1") == 1}
 
 
 def infer_config(state: dict[str, np.ndarray], task: str | None = None, n_segment: int = 3,
@@ -55,15 +78,17 @@ def infer_config(state: dict[str, np.ndarray], task: str | None = None, n_segmen
             big_c = _conv_filters(state, "big")[-1]
             small_c = _conv_filters(state, "small")[-1]
             fusion = "concat" if fc1.shape[1] == (big_c + small_c) * 81 else "sum"
-            return ModelConfig(variant="bigsmall", n_segment=n_segment, big_filters=_conv_filters(state, "big"),
-                               small_filters=_conv_filters(state, "small"), dense_units=int(fc1.shape[0]),
+            big_filters, small_filters = _conv_filters(state, "big"), _conv_filters(state, "small")
+            return ModelConfig(variant="bigsmall", n_segment=n_segment, big_filters=big_filters,
+                               small_filters=small_filters, dense_units=int(fc1.shape[0]),
                                n_au=n_au, bvp="bvp_fc2.weight" in state, resp="resp_fc2.weight" in state,
-                               fusion=fusion)
+                               fusion=fusion, **_wiring(state, big_filters, small_filters))
         if has_big and has_out:
             n_out = int(state["out_fc2.weight"].shape[0])
             return ModelConfig(variant="big", n_segment=n_segment, big_filters=_conv_filters(state, "big"),
                                dense_units=int(state["out_fc1.weight"].shape[0]), n_au=n_out, bvp=False,
-                               resp=False, shift="none", big_downsample=False)
+                               resp=False, shift="none", big_downsample=False,
+                               big_gray=_in_channels(state, "big_conv1") == 1)
         if has_small and has_out:
             task = task or "bvp"
             if task not in ("bvp", "resp"):
@@ -184,18 +209,44 @@ def task_from_filename(path: str | Path) -> str | None:
     return None
 
 
-def convert_file(path: str | Path, task: str | None = None, n_segment: int = 3):
+def variant_config(variant: str, task: str | None = None, n_segment: int = 3,
+                   source: str = "state dict") -> ModelConfig:
+    """The `ModelConfig` of a named variant (`NAMED_VARIANTS` name or the authors' class name) for importing.
+
+    A Small pathway's task comes from the variant (``small_bvp``/``small_resp``); the authors' one class
+    ``SmallPathwayBaseModel`` takes it from `task` (default pulse). A task that contradicts the variant is an
+    error.
+    """
+    name = variant_name(variant)
+    if variant == "SmallPathwayBaseModel" and task == "resp":
+        name = "small_resp"
+    config = named_config(name, n_segment=n_segment)
+    if task and config.variant == "small" and config.heads[0][0] != task:
+        raise file_error(source, f"variant {variant!r} predicts {config.heads[0][0]}, not {task!r}")
+    if task and config.variant != "small":
+        raise file_error(source, f"--task applies to a Small pathway, not to variant {variant!r}")
+    return config
+
+
+def convert_file(path: str | Path, task: str | None = None, n_segment: int = 3, variant: str | None = None):
     """Reads a ``.pth`` and returns ``(config, variables)``. `task` overrides the file name's hint.
 
-    The model is detected and every key and shape checked against it from the file's declared shapes,
-    before any tensor data is read.
+    `variant` (a `NAMED_VARIANTS` name or the authors' class name) names the model; without it the model is
+    the one the keys and shapes show (`infer_config`), the paper's model where several fit. Either way every
+    key and shape is checked against the model from the file's declared shapes, before any tensor data is
+    read; a file that does not fit the named variant is an error naming the first key that differs.
     """
     found = {}
+    variant_name(variant) if variant else None  # an unknown name fails before the file is read
 
     def check(shapes: dict[str, tuple[int, ...]]) -> None:
         shapes = _strip_prefix(shapes)
-        stand_ins = {key: SimpleNamespace(shape=shape) for key, shape in shapes.items()}
-        found["config"] = infer_config(stand_ins, task or task_from_filename(path), n_segment, source=str(path))
+        if variant:
+            found["config"] = variant_config(variant, task, n_segment, source=str(path))
+        else:
+            stand_ins = {key: SimpleNamespace(shape=shape) for key, shape in shapes.items()}
+            found["config"] = infer_config(stand_ins, task or task_from_filename(path), n_segment,
+                                           source=str(path))
         check_shapes(shapes, found["config"], source=str(path))
 
     state = _strip_prefix(load_state_dict(path, check=check))

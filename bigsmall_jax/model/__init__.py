@@ -15,9 +15,15 @@ from bigsmall_jax.model.bigsmall import (
     init_variables,
 )
 from bigsmall_jax.model.config import ModelConfig
-from bigsmall_jax.model.variants import NAMED_VARIANTS, SINGLE_TASK_VARIANTS, named_config
+from bigsmall_jax.model.variants import (
+    AUTHOR_CLASSES,
+    NAMED_VARIANTS,
+    SINGLE_TASK_VARIANTS,
+    named_config,
+    variant_name,
+)
 
 __all__ = [
-    "NAMED_VARIANTS", "SINGLE_TASK_VARIANTS", "BigSmall", "ModelConfig", "abstract_variables", "big_stem",
-    "build_model", "count_params", "dummy_inputs", "init_variables", "named_config",
+    "AUTHOR_CLASSES", "NAMED_VARIANTS", "SINGLE_TASK_VARIANTS", "BigSmall", "ModelConfig", "abstract_variables",
+    "big_stem", "build_model", "count_params", "dummy_inputs", "init_variables", "named_config", "variant_name",
 ]

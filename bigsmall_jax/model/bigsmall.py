@@ -13,6 +13,9 @@ Variants are configurations of the same modules (`ModelConfig`; the named ones i
   then one dense head per task.
 * ``big``: the Big pathway alone on every frame (the paper's AU baseline).
 * ``small``: the Small pathway alone (the paper's pulse and respiration baselines; no shift).
+
+Two ablations change the ``bigsmall`` wiring: ``lateral`` connections between the pathways after their first
+block (`lateral_exchange`), and ``big_gray`` (the Big branch reads the mean of the colour channels).
 """
 
 from __future__ import annotations
@@ -40,10 +43,18 @@ class BigBranch(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool = False, from_stem: bool = False) -> jax.Array:
-        """`x`: (M, 144, 144, 3) frames, or with `from_stem` the first conv's output (M, 144, 144, filters[0])."""
-        i = 0
-        for n_convs, pool, rate in zip(self.stages, self.pools, self.dropout, strict=True):
+    def __call__(self, x: jax.Array, train: bool = False, from_stem: bool = False,
+                 stage_range: tuple[int, int | None] = (0, None)) -> jax.Array:
+        """`x`: (M, 144, 144, 3) frames, or with `from_stem` the first conv's output (M, 144, 144, filters[0]).
+
+        `stage_range`: ``(start, stop)`` runs only stages ``start .. stop - 1`` (``None``: to the end), `x`
+        then being the input of stage `start` (the lateral-connection models run block 1 and block 2 apart,
+        with the same parameters ``conv1``, ``conv2``, ...).
+        """
+        start, stop = stage_range
+        i = sum(self.stages[:start])
+        stages = list(zip(self.stages, self.pools, self.dropout, strict=True))[start:stop]
+        for n_convs, pool, rate in stages:
             for _ in range(n_convs):
                 if i > 0 or not from_stem:  # from_stem: conv1 + ReLU already ran (`big_stem`)
                     name = f"conv{i + 1}"
@@ -66,8 +77,10 @@ class SmallBranch(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        for i, features in enumerate(self.filters):
+    def __call__(self, x: jax.Array, conv_range: tuple[int, int | None] = (0, None)) -> jax.Array:
+        """`conv_range`: ``(start, stop)`` runs only shift + conv ``start .. stop - 1`` (as `BigBranch`)."""
+        start, stop = conv_range
+        for i, features in list(enumerate(self.filters))[start:stop]:
             x = temporal_shift(x, self.n_segment, self.shift, self.fold_div)
             x = relu(conv3x3(features, self.dtype, f"conv{i + 1}")(x))
         return x
@@ -101,6 +114,33 @@ def fuse(big: jax.Array, small: jax.Array, n_segment: int, fusion: str) -> jax.A
     return big + small if fusion == "sum" else jnp.concatenate([big, small], axis=-1)
 
 
+def lateral_exchange(big1: jax.Array, small1: jax.Array, n_segment: int, lateral: str
+                     ) -> tuple[jax.Array, jax.Array]:
+    """The lateral connections between the pathways' block-1 outputs (the paper's low-level fusion).
+
+    Args:
+      big1: (N, Hb, Wb, Cb) Big block-1 output, one per clip; Hb = k * h.
+      small1: (N*T, h, w, Cs) Small block-1 output, per frame.
+      lateral: ``"big2small"``, ``"small2big"``, ``"both"`` (or ``"none"``).
+    Returns:
+      (Big block-2 input, Small block-2 input). Big->Small: `big1` average-pooled k x k (stride k), repeated
+      over the clip's T frames, then the Small channels: (N*T, h, w, Cb + Cs). Small->Big: `small1` averaged
+      over the clip's frames, each value copied to a k x k block (nearest-neighbour upsampling), then the
+      Big channels: (N, Hb, Wb, Cs + Cb). Both are taken from the block-1 outputs, not from each other.
+    """
+    big_in, small_in = big1, small1
+    k = big1.shape[1] // small1.shape[1]
+    if lateral in ("small2big", "both"):
+        nt, h, w, c = small1.shape
+        clip_mean = small1.reshape(nt // n_segment, n_segment, h, w, c).mean(axis=1)
+        up = jnp.repeat(jnp.repeat(clip_mean, k, axis=1), k, axis=2)
+        big_in = jnp.concatenate([up.astype(big1.dtype), big1], axis=-1)
+    if lateral in ("big2small", "both"):
+        pooled = jnp.repeat(avg_pool(big1, k), n_segment, axis=0)  # clip n -> frames n*T .. n*T+T-1
+        small_in = jnp.concatenate([pooled.astype(small1.dtype), small1], axis=-1)
+    return big_in, small_in
+
+
 class BigSmall(nn.Module):
     """The configurable BigSmall family; see `ModelConfig`."""
 
@@ -127,8 +167,10 @@ class BigSmall(nn.Module):
         """The Big frames the Big branch sees, in the compute dtype: (N*T, ...) -> (N, ...) with Big temporal
         downsampling (the first frame of each clip), else all of them."""
         c = self.config
-        b = big.astype(DTYPES[c.dtype])
-        return b[:: c.n_segment] if self.big_per_clip else b
+        b = big[:: c.n_segment] if self.big_per_clip else big
+        if c.big_gray:  # the plain mean of the three channels (not luminance weights), in float32
+            b = b.astype(jnp.float32).mean(axis=-1, keepdims=True)
+        return b.astype(DTYPES[c.dtype])
 
     def check_inputs(self, big, small, from_stem: bool = False) -> None:
         """Raises ValueError naming the expected shapes, before any tracing error can."""
@@ -156,7 +198,10 @@ class BigSmall(nn.Module):
     def __call__(self, big: jax.Array, small: jax.Array, train: bool = False,
                  from_stem: bool = False) -> dict[str, jax.Array]:
         """Outputs for (N*T, ...) frames; with `from_stem`, `big` is `big_stem`'s output for them instead (the
-        Big branch then starts after its first conv: `bigsmall_jax.runtime.Forward` runs that conv apart)."""
+        Big branch then starts after its first conv: `bigsmall_jax.runtime.Forward` runs that conv apart).
+
+        With ``mutable=["intermediates"]`` the module records the features entering the heads (``"fused"``)
+        and, with lateral connections, the block-2 inputs (``"big_block2_in"``, ``"small_block2_in"``)."""
         c = self.config
         self.check_inputs(big, small, from_stem)
         dtype = DTYPES[c.dtype]
@@ -169,9 +214,20 @@ class BigSmall(nn.Module):
             features = big_branch()(b, train, from_stem)
         elif c.variant == "small":
             features = small_branch()(small.astype(dtype))
-        else:
+        elif c.lateral == "none":
             features = fuse(big_branch()(b, train, from_stem), small_branch()(small.astype(dtype)), c.n_segment,
                             c.fusion)
+        else:
+            big_net, small_net = big_branch(), small_branch()
+            half = len(c.small_filters) // 2
+            big_in, small_in = lateral_exchange(big_net(b, train, from_stem, stage_range=(0, 1)),
+                                                small_net(small.astype(dtype), conv_range=(0, half)),
+                                                c.n_segment, c.lateral)
+            self.sow("intermediates", "big_block2_in", big_in)
+            self.sow("intermediates", "small_block2_in", small_in)
+            features = fuse(big_net(big_in, train, stage_range=(1, None)),
+                            small_net(small_in, conv_range=(half, None)), c.n_segment, c.fusion)
+        self.sow("intermediates", "fused", features)
         return {
             task: Head(c.dense_units, size, dtype, name=task)(features).astype(jnp.float32)
             for task, size in c.heads

@@ -16,6 +16,7 @@ from bigsmall_jax.errors import UserError
 SHIFT_KINDS = ("wrap", "zero", "none")
 VARIANTS = ("bigsmall", "big", "small")
 FUSIONS = ("sum", "concat")
+LATERALS = ("none", "big2small", "small2big", "both")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
 
@@ -39,6 +40,14 @@ class ModelConfig:
       resp: whether the respiration head exists.
       fusion: ``"sum"`` (the paper) or ``"concat"`` (the paper's ablation).
       big_downsample: Big branch on the first frame of each segment only (the paper) or on every frame.
+      lateral: the paper's low-level fusion ablation, lateral connections after the first block of each
+        pathway (Big: its first stage; Small: its first half of convs): ``"none"`` (the paper's model),
+        ``"big2small"`` (the Big block-1 output average-pooled to the Small size, repeated over the clip,
+        concatenated before the Small block-2 channels), ``"small2big"`` (the Small block-1 output averaged
+        over the clip, nearest-neighbour upsampled to the Big block-1 size, concatenated before the Big
+        block-2 channels) or ``"both"``. Needs ``variant="bigsmall"`` with ``big_downsample``.
+      big_gray: the Big input is the mean of its three colour channels (the paper's grayscale-Big
+        ablation); the first Big conv then has one input channel.
       dtype: compute dtype; parameters stay float32.
       big_size, small_size: input resolutions (pixels).
     """
@@ -58,6 +67,8 @@ class ModelConfig:
     resp: bool = True
     fusion: str = "sum"
     big_downsample: bool = True
+    lateral: str = "none"
+    big_gray: bool = False
     dtype: str = "float32"
     big_size: int = 144
     small_size: int = 9
@@ -74,6 +85,18 @@ class ModelConfig:
             problems.append(f"fusion {self.fusion!r} is not one of {FUSIONS}")
         if self.dtype not in DTYPES:
             problems.append(f"dtype {self.dtype!r} is not one of {tuple(DTYPES)}")
+        if self.lateral not in LATERALS:
+            problems.append(f"lateral {self.lateral!r} is not one of {LATERALS}")
+        elif self.lateral != "none":
+            if self.variant != "bigsmall" or not self.big_downsample:
+                problems.append("lateral connections need variant 'bigsmall' with big_downsample=True")
+            if (self.big_size // self.big_pools[0]) % self.small_size:
+                problems.append(f"lateral connections need the Big block-1 size {self.big_size // self.big_pools[0]} "
+                                f"to be a multiple of the Small size {self.small_size}")
+            if len(self.small_filters) < 2:
+                problems.append("lateral connections need at least 2 Small convs (block 1 and block 2)")
+        if self.big_gray and self.variant == "small":
+            problems.append("big_gray needs a Big branch (variant 'bigsmall' or 'big')")
         if int(self.n_segment) < 1:
             problems.append(f"n_segment must be >= 1, got {self.n_segment}")
         if sum(self.big_stages) != len(self.big_filters):
