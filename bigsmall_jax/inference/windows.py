@@ -9,7 +9,7 @@ its pixel sums, the 9x9 resize of its difference with the previous frame and tha
 that a window's inputs are assembled from the buffer without preprocessing any frame twice.
 
 For the shipped ``pathways`` model the waves come from the Small pathways alone (the Big pathway does not
-feed them), and the action units are read on the window's last clip only; for a BigSmall model, whose
+feed them), and the action units are read on the window's last frame only; for a BigSmall model, whose
 pulse depends on the Big branch too, the whole model runs on every window.
 """
 
@@ -128,7 +128,7 @@ class WindowEstimate:
     Attributes:
       start_s, end_s: the window's span in seconds ([first frame, last frame + 1) / fps).
       hr, rr: rate estimates (None without that head).
-      au_probs: (n_au,) mean probability over the window's last clip (None without an AU head).
+      au_probs: (n_au,) AU probabilities of the window's last frame (None without an AU head).
     """
 
     start_s: float
@@ -178,7 +178,9 @@ def _au_forward(config: ModelConfig) -> Forward:
 
 
 class WindowModel:
-    """A model as windows need it: `estimate(big_u8, mean, std, small, fps)` -> `WindowEstimate`."""
+    """A model as windows need it: `estimate(big_u8, mean, std, small, fps)` -> `WindowEstimate`.
+
+    `warmup(n)` compiles the forward passes for windows of `n` frames ahead of time."""
 
     def __init__(self, model: BigSmall, variables):
         self.model, self.variables = model, variables
@@ -191,9 +193,16 @@ class WindowModel:
             self.wave_vars = _sub_variables(variables, {"small_bvp", "bvp", "small_resp", "resp"})
             self.au_vars = _sub_variables(variables, {"big", "au"})
 
+    def warmup(self, n: int) -> None:
+        """Runs the forward passes once on zero inputs of a window of `n` frames (compiles them)."""
+        c = self.config
+        big = np.zeros((n, c.big_size, c.big_size, 3), np.uint8)
+        self.outputs(big, 0.0, 1.0, np.zeros((n, c.small_size, c.small_size, 3), np.float32))
+
     def outputs(self, big_u8: np.ndarray, mean: float, std: float, small: np.ndarray) -> dict[str, np.ndarray]:
         """{"bvp", "resp": (n,) waves, "au": (k, n_au) logits} of a window; for ``pathways`` the AU logits
-        are those of the last clip only (k = n_segment), else of every frame."""
+        are those of the last frame only (k = 1: the Big pathway sees one frame at a time), else of every
+        frame."""
         c = self.config
         if not self.split:
             transform = lambda b: standardize_big(b, mean, std)
@@ -204,9 +213,8 @@ class WindowModel:
             waves = jax.device_get(_waves_only(self.wave_config)(self.wave_vars, jnp.asarray(small)))
             out.update({k: np.asarray(v)[:, 0] for k, v in waves.items()})
         if self.au_config is not None:
-            k = min(c.n_segment, big_u8.shape[0])
-            big = standardize_big(big_u8[-k:], mean, std)
-            small0 = np.zeros((k, c.small_size, c.small_size, 3), np.float32)
+            big = standardize_big(big_u8[-1:], mean, std)
+            small0 = np.zeros((1, c.small_size, c.small_size, 3), np.float32)
             out["au"] = np.asarray(jax.device_get(_au_forward(self.au_config)(self.au_vars, big, small0)["au"]))
         return out
 
@@ -218,8 +226,7 @@ class WindowModel:
         au = out.get("au")
         probs = None
         if au is not None:
-            last = au[-min(self.config.n_segment, au.shape[0]):].astype(np.float64)
-            probs = np.mean(1.0 / (1.0 + np.exp(-last)), axis=0)
+            probs = 1.0 / (1.0 + np.exp(-au[-1].astype(np.float64)))
         return WindowEstimate(
             start_s=start_frame / fps, end_s=(start_frame + n) / fps,
             hr=quality.rate_estimate(out["bvp"], fps, "hr") if "bvp" in out else None,
