@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -98,6 +99,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     import cv2
 
     args = parse_args(argv)
+    for flag in ("window_s", "stride_s", "redetect_s", "fps", "max_seconds"):
+        value = getattr(args, flag)
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise UserError(f"--{flag.replace('_', '-')} must be a positive number, got {value:g}")
     configure_cpu_runtime(purpose="infer")
     if args.display:
         _check_display()
