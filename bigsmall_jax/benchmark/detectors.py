@@ -9,8 +9,10 @@ live use does.
 
 Figures per detector and source:
   miss_percent: frames with no face found;
-  jitter_percent: median |change| of the box centre from one frame to the next, in % of the box side
-    (raw detections; ``smoothed_jitter_percent`` after `BoxSmoother`), over frames where both are found;
+  jitter_percent: |change| of the box centre from one frame to the next, in % of the box side (its mean,
+    95th percentile and the share of frames where it moved at all), over frames where both are found; raw
+    detections, and ``smoothed_jitter_percent`` after `BoxSmoother`;
+  median_side_px: the box side (HOG's boxes are tighter than Haar's);
   ms_per_frame: median detection time (on a shared machine, other work included).
 """
 
@@ -66,19 +68,28 @@ def reference_sources(root: Path = REFERENCE, max_frames: int = 200) -> Iterator
             yield f"pure/{Path(folder).name}", np.stack([iio.imread(p)[..., :3] for p in pngs])
 
 
-def _jitter(boxes: list) -> float | None:
-    """Median |centre change| between consecutive found boxes, in % of the box side."""
+def _moves(boxes: list) -> np.ndarray:
+    """|centre change| (largest of x and y) between consecutive found boxes, in % of the box side."""
     moves = []
     for a, b in zip(boxes[:-1], boxes[1:], strict=True):
         if a is not None and b is not None:
             ca = np.array([a[0] + a[2] / 2, a[1] + a[3] / 2])
             cb = np.array([b[0] + b[2] / 2, b[1] + b[3] / 2])
             moves.append(100 * float(np.max(np.abs(cb - ca))) / max(a[2], a[3]))
-    return round(float(np.median(moves)), 3) if moves else None
+    return np.array(moves)
+
+
+def _jitter(boxes: list) -> dict:
+    """Mean and 95th percentile of `_moves`, and the share of frames where the box moved at all (%)."""
+    m = _moves(boxes)
+    if not m.size:
+        return {"mean": None, "p95": None, "moved_percent": None}
+    return {"mean": round(float(np.mean(m)), 3), "p95": round(float(np.percentile(m, 95)), 3),
+            "moved_percent": round(100 * float(np.mean(m > 0)), 1)}
 
 
 def measure(frames: np.ndarray, detector: str) -> dict:
-    """The figures of one detector on one video (see the module docstring)."""
+    """The figures of one detector on one video (see the module docstring), with its boxes."""
     detect = make_detector(detector)
     smoother = BoxSmoother()
     raw, smoothed, times = [], [], []
@@ -89,16 +100,19 @@ def measure(frames: np.ndarray, detector: str) -> dict:
         raw.append(box)
         smoothed.append(smoother.update(box) if box is not None else None)
     n = len(frames)
+    sides = [max(b[2], b[3]) for b in raw if b is not None]
     return {"frames": n, "miss_percent": round(100 * sum(b is None for b in raw) / n, 2),
             "jitter_percent": _jitter(raw), "smoothed_jitter_percent": _jitter(smoothed),
+            "median_side_px": float(np.median(sides)) if sides else None,
             "ms_per_frame": round(1000 * float(np.median(times)), 2)}
 
 
-def run(detectors: Sequence[str] = DETECTORS, synthetic: int = 4, reference: bool = True) -> dict:
+def run(detectors: Sequence[str] = DETECTORS, synthetic: int = 4, reference: bool = True,
+        max_frames: int = 200) -> dict:
     """{source: {detector: figures}} over the synthetic videos and the reference trees."""
     sources = list(synthetic_sources(synthetic)) if synthetic else []
     if reference and REFERENCE.is_dir():
-        sources += list(reference_sources())
+        sources += list(reference_sources(max_frames=max_frames))
     out: dict = {}
     for name, frames in tqdm(sources, desc="videos", unit="video"):
         out[name] = {d: measure(frames, d) for d in detectors}
@@ -112,8 +126,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--detectors", nargs="+", choices=DETECTORS, default=list(DETECTORS))
     p.add_argument("--synthetic", type=int, default=4, help="synthetic videos (0: none)")
     p.add_argument("--no-reference", action="store_true", help="skip the reference loader trees")
+    p.add_argument("--max-frames", type=int, default=200, help="frames per reference video (default: 200)")
     args = p.parse_args(argv)
-    print(json.dumps(run(args.detectors, args.synthetic, not args.no_reference), indent=1))
+    print(json.dumps(run(args.detectors, args.synthetic, not args.no_reference, args.max_frames), indent=1))
 
 
 if __name__ == "__main__":
