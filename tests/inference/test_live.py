@@ -144,3 +144,11 @@ def test_live_bad_sources(tmp_path, capsys, video_file):
     junk.write_bytes(b"not a video" * 100)
     expect_one_error_line(capsys, live_main, [junk], empty, "junk.mp4")
     expect_one_error_line(capsys, live_main, [video_file, "--window-s", "-1"], empty, "--window-s", "positive")
+
+
+def test_speed_benchmark_counts_every_frame():
+    from bigsmall_jax.benchmark.live import measure
+
+    got = measure(_face_video(60), FPS, window_s=WINDOW_S, stride_s=STRIDE_S)
+    assert got["frames"] == 60 and got["estimates"] == 1 and got["frame_size"] == [120, 160]
+    assert got["frames_per_s"] > 0 and got["cpu_ms_per_frame"] > 0 and got["latency_ms_median"] > 0
