@@ -4,7 +4,8 @@
   shipped in opencv-python-headless 4.x.
 * ``hog``: dlib's HOG + linear SVM frontal face detector (`dlib.get_frontal_face_detector`), whose model is
   compiled into the library (nothing to download). Optional: ``pip install dlib-bin`` (the ``[detect]``
-  extra); dlib 20 as a binary wheel.
+  extra); dlib 20 as a binary wheel. Its boxes are tighter than Haar's; they are scaled about their centre
+  by `HOG_TO_HAAR_SIDE` so that the crop covers what the model saw in training (Haar boxes, enlarged 1.5x).
 
 A detector is ``frame (H, W, 3) uint8 RGB -> (x, y, w, h) tight box of the largest face, or None``.
 `BoxSmoother` averages boxes over time and ignores moves smaller than a dead band, so that detection
@@ -23,6 +24,9 @@ from bigsmall_jax.errors import UserError
 
 Box = tuple[int, int, int, int]
 DETECTORS = ("haar", "hog")
+# Median Haar side / HOG side over the detector study's sources (`benchmark.detectors`, 2026-11-30: 1.01 to
+# 1.34 per source, synthetic and reference trees).
+HOG_TO_HAAR_SIDE = 1.25
 
 
 def haar(frame: np.ndarray) -> Box | None:
@@ -43,14 +47,17 @@ def _dlib_detector():
 
 
 def hog(frame: np.ndarray, upsample: int = 0) -> Box | None:
-    """The largest face by dlib's HOG detector (`upsample`: image doublings, for faces under ~80 px), or None."""
+    """The largest face by dlib's HOG detector (`upsample`: image doublings, for faces under ~80 px), scaled
+    by `HOG_TO_HAAR_SIDE` about its centre and kept inside the frame, or None."""
     rects = _dlib_detector()(np.ascontiguousarray(frame), upsample)
     if len(rects) == 0:
         return None
     r = max(rects, key=lambda r: r.width() * r.height())
     h, w = frame.shape[:2]
-    x0, y0 = max(0, r.left()), max(0, r.top())
-    x1, y1 = min(w, r.right() + 1), min(h, r.bottom() + 1)
+    cx, cy = (r.left() + r.right() + 1) / 2, (r.top() + r.bottom() + 1) / 2
+    half_w, half_h = HOG_TO_HAAR_SIDE * r.width() / 2, HOG_TO_HAAR_SIDE * r.height() / 2
+    x0, y0 = max(0, int(round(cx - half_w))), max(0, int(round(cy - half_h)))
+    x1, y1 = min(w, int(round(cx + half_w))), min(h, int(round(cy + half_h)))
     return (x0, y0, x1 - x0, y1 - y0) if x1 > x0 and y1 > y0 else None
 
 
@@ -91,4 +98,4 @@ class BoxSmoother:
         return int(round(cx - w / 2)), int(round(cy - h / 2)), int(round(w)), int(round(h))
 
 
-__all__ = ["DETECTORS", "BoxSmoother", "haar", "hog", "make_detector"]
+__all__ = ["DETECTORS", "HOG_TO_HAAR_SIDE", "BoxSmoother", "haar", "hog", "make_detector"]
