@@ -27,7 +27,7 @@ def test_noise_is_flagged(kind):
 
 def test_threshold_is_the_noise_percentile():
     for kind in ("hr", "rr"):
-        assert quality.calibrate_threshold(kind, draws=300, seed=2) <= quality.LOW_QUALITY_DB[kind] + 0.5
+        assert quality.calibrate_threshold(kind, draws=150, seed=2) <= quality.LOW_QUALITY_DB[kind] + 0.5
 
 
 def test_too_short_gives_no_rate_and_a_flag():
