@@ -2,8 +2,14 @@
 
 Usage::
 
-    python -m bigsmall_jax.infer VIDEO --checkpoint DIR --output OUT.json [--fps F] [--no-face-crop]
-        [--face-crop first|every|median] [--crop-every N] [--plot OUT.png] [--runtime jax|onnx]
+    python -m bigsmall_jax.infer VIDEO [--checkpoint DIR|NAME|FILE.onnx] [--output OUT.json] [--fps F] [--no-face-crop]
+        [--face-crop first|every|median] [--crop-every N] [--plot OUT.png] [--window-s W --stride-s S]
+        [--runtime jax|onnx]
+    python -m bigsmall_jax.infer --list-models
+
+Without ``--checkpoint`` the shipped ``bp4d-fold1`` model runs (the paper's published BP4D+ fold-1
+single-task models, MIT licence; see ``--list-models``), and the JSON goes to ``VIDEO_STEM.json`` beside
+the working directory unless ``--output`` says otherwise.
 
 The whole pipeline of the paper (`bigsmall_jax.inference.video`), on a video file (anything FFmpeg
 decodes) or a folder of images: every frame read (the frame rate from the file unless ``--fps`` is
@@ -19,6 +25,14 @@ null when the video is too short (or its frame rate too low) for the rate's band
 the face with its crop box, both waves with their rates and the AU activations as a heatmap.
 ``--runtime onnx`` runs an ``.onnx`` file from ``python -m bigsmall_jax.export`` (given as ``--checkpoint``)
 with ONNX Runtime instead of the JAX model; the JSON is the same within float32 rounding.
+
+Like a physiological monitor, it adds: ``hr_snr_db`` / ``rr_snr_db`` (the SNR of each wave around its own
+spectral peak, `evaluation.quality`) with ``hr_low_quality`` / ``rr_low_quality`` (true: do not trust the
+number), ``hrv`` (beat times, inter-beat intervals, mean IBI, SDNN, RMSSD, pNN50 from the pulse's peaks;
+its ``detector`` field states the peak detector and its refractory limit, `evaluation.hrv`), and with
+``--window-s W --stride-s S`` ``windows``: heart and breathing rate with their quality over windows of W
+seconds every S seconds, each as `infer` gives on that stretch of video alone (`inference.windows`), also
+plotted. The plot marks the beats on the pulse.
 """
 
 from __future__ import annotations
@@ -31,6 +45,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from bigsmall_jax.checkpoints.published import DEFAULT_MODEL, is_published, list_models
 from bigsmall_jax.cli import check_not_inside, check_output_file
 from bigsmall_jax.errors import UserError, cli_main, file_error
 from bigsmall_jax.inference.runners import RUNTIMES, check_runtime
@@ -44,9 +59,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bigsmall_jax.infer", description=__doc__.split("\n\n")[0],
                                 epilog=__doc__.split("\n\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("video", help="video file (mp4, avi, mkv, ...) or folder of images (then give --fps)")
-    p.add_argument("--checkpoint", required=True, help="model checkpoint directory, training workdir, or .pth")
-    p.add_argument("--output", required=True, help="JSON file to write")
+    p.add_argument("video", nargs="?", help="video file (mp4, avi, mkv, ...) or folder of images (then give --fps)")
+    p.add_argument("--checkpoint", default=None,
+                   help=f"shipped model name, model checkpoint directory, training workdir, or .pth (default: the "
+                        f"shipped {DEFAULT_MODEL!r})")
+    p.add_argument("--list-models", action="store_true", help="list the shipped models and exit")
+    p.add_argument("--output", default=None, help="JSON file to write (default: VIDEO_STEM.json here)")
     p.add_argument("--fps", type=float, default=None, help="frame rate in Hz (default: from the file)")
     p.add_argument("--no-face-crop", action="store_true", help="the video is already cropped to the face")
     p.add_argument("--face-crop", choices=CROP_MODES, default="first",
@@ -55,18 +73,25 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--crop-every", type=int, default=30, help="detection period in frames (default: 30)")
     p.add_argument("--batch-clips", type=int, default=16, help="clips per forward pass (default: 16)")
     p.add_argument("--plot", default=None, help="PNG with the face, waves and AU activations")
+    p.add_argument("--window-s", type=float, default=None, help="also rates over windows of this many seconds")
+    p.add_argument("--stride-s", type=float, default=None, help="the windows' stride in seconds (default: "
+                                                                 "--window-s)")
     p.add_argument("--runtime", choices=RUNTIMES, default="jax",
                    help="jax (default) or onnx: run an .onnx file from python -m bigsmall_jax.export with ONNX Runtime")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.video is None and not args.list_models:
+        p.error("the following arguments are required: video")
+    return args
 
 
 def _check_args(args: argparse.Namespace) -> tuple[Path, Path | None]:
     """Checks the flags before anything is read; returns the output JSON and plot paths."""
-    output = check_output_file(args.output, ".json", "--output")
+    output = check_output_file(args.output or Path(args.video).stem + ".json", ".json", "--output")
     plot = check_output_file(args.plot, ".png", "--plot") if args.plot else None
-    check_not_inside(output, [args.video, args.checkpoint], "--output")
+    inputs = [p for p in (args.video, args.checkpoint) if p is not None and not is_published(p)]
+    check_not_inside(output, inputs, "--output")
     if plot is not None:
-        check_not_inside(plot, [args.video, args.checkpoint], "--plot")
+        check_not_inside(plot, inputs, "--plot")
     if args.fps is not None and not (math.isfinite(args.fps) and args.fps > 0):
         raise file_error(args.video, f"--fps must be a positive number of frames per second, got {args.fps:g}")
     if args.fps is None and Path(args.video).is_dir():
@@ -76,6 +101,11 @@ def _check_args(args: argparse.Namespace) -> tuple[Path, Path | None]:
     if args.batch_clips < 1:
         raise UserError(f"--batch-clips must be >= 1, got {args.batch_clips}")
     check_runtime(args.runtime, args.checkpoint)
+    if args.stride_s is not None and args.window_s is None:
+        raise UserError("--stride-s needs --window-s")
+    for flag, value in (("--window-s", args.window_s), ("--stride-s", args.stride_s)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise UserError(f"{flag} must be a positive number of seconds, got {value:g}")
     return output, plot
 
 
@@ -83,18 +113,29 @@ def _check_args(args: argparse.Namespace) -> tuple[Path, Path | None]:
 def main(argv: Sequence[str] | None = None) -> None:
     """Runs the checkpoint on the video, writes the JSON (and plot) and prints a one-line JSON summary."""
     args = parse_args(argv)
+    if args.list_models:
+        for name, description in list_models().items():
+            print(f"{name}{' (default)' if name == DEFAULT_MODEL else ''}: {description}")
+        return
+    if args.checkpoint is None:
+        args.checkpoint = DEFAULT_MODEL
+        log.info("no --checkpoint: using the shipped model %r (%s)", DEFAULT_MODEL, list_models()[DEFAULT_MODEL])
     output, plot = _check_args(args)
-    result, frame = infer_video(args.video, args.checkpoint, args.fps,
-                                None if args.no_face_crop else args.face_crop, args.crop_every, args.batch_clips,
+    checkpoint = args.checkpoint
+    result, frame = infer_video(args.video, checkpoint, args.fps, None if args.no_face_crop else args.face_crop,
+                                args.crop_every, args.batch_clips, args.window_s, args.stride_s,
                                 args.runtime)
     total = result.seconds["total_without_checkpoint"]
-    doc = result_document(result, os.fspath(args.video), os.fspath(args.checkpoint))
+    doc = result_document(result, os.fspath(args.video), os.fspath(checkpoint))
     doc["frames_per_s"] = round(result.num_frames / total, 2) if total > 0 else None
     write_outputs(doc, output, result, frame, plot, title=Path(args.video).name)
-    rates = {k: doc[k] for k in ("hr_bpm", "rr_bpm") if k in doc}
+    rates = {k: doc[k] for k in ("hr_bpm", "hr_low_quality", "rr_bpm", "rr_low_quality") if k in doc}
+    if doc.get("hrv"):
+        rates.update({k: doc["hrv"][k] for k in ("mean_ibi_ms", "sdnn_ms", "rmssd_ms", "pnn50_percent")})
     log.info("%s: %d frames in %.2f s (%.1f frames/s); %s", args.video, result.num_frames, total,
              doc["frames_per_s"] or float("nan"), rates)
     print(json.dumps({"output": os.fspath(output), "plot": os.fspath(plot) if plot else None,
+                      "checkpoint": os.fspath(checkpoint),
                       "fps": result.fps, "num_frames": result.num_frames, "n_padded_frames": result.n_padded_frames,
                       **rates, "frames_per_s": doc["frames_per_s"]}))
 

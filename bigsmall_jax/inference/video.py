@@ -11,7 +11,9 @@ The whole pipeline of the paper, on a video file (anything FFmpeg decodes) or a 
    is repeated to fill the last clip and the outputs of those frames are dropped again (reported as
    ``n_padded_frames``);
 5. the jitted model (or an exported ONNX file in ONNX Runtime, `runners.OnnxRunner`), in batches of
-   clips (`evaluation.evaluate.predict_frames`), and the rates of its waves (`signals.wave_to_rate`).
+   clips (`evaluation.evaluate.predict_frames`), and the rates of its waves (`signals.wave_to_rate`), with
+   their quality, the pulse's beats and HRV and, when asked, rates over sliding windows (`inference.physio`,
+   `inference.windows`).
 
 `infer_video` runs it from a file, `result_document` makes the JSON document, `plot_inference` the figure
 and `write_outputs` writes both (``python -m bigsmall_jax.infer``).
@@ -37,6 +39,7 @@ from tqdm import tqdm
 from bigsmall_jax import files
 from bigsmall_jax.checkpoints.load import load_checkpoint
 from bigsmall_jax.checkpoints.model_dir import read_config
+from bigsmall_jax.checkpoints.published import is_published
 from bigsmall_jax.datasets.face import crop_frames
 from bigsmall_jax.datasets.preprocess import (
     PreprocessConfig,
@@ -52,7 +55,9 @@ from bigsmall_jax.errors import UserError, file_error
 from bigsmall_jax.evaluation import signals
 from bigsmall_jax.evaluation.evaluate import predict_frames
 from bigsmall_jax.figures import new_figure, save_png
+from bigsmall_jax.inference import physio as physio_lib
 from bigsmall_jax.inference.runners import OnnxRunner, check_runtime
+from bigsmall_jax.inference.windows import window_bounds, window_estimates
 from bigsmall_jax.runtime import configure_cpu_runtime
 
 log = logging.getLogger(__name__)
@@ -74,6 +79,7 @@ class Inference:
       outputs: the model's heads: "bvp", "resp" (T,) float32 diff-normalized waves, "au" (T, n_au) logits.
       hr_bpm, rr_bpm: rates from the waves (None: no such head, or the video is too short for the band).
       seconds: wall time of each stage ("preprocess", "model", "rates").
+      physio: rate quality, beats and HRV, and windows (`inference.physio.Physiology`).
     """
 
     fps: float
@@ -85,6 +91,7 @@ class Inference:
     hr_bpm: float | None = None
     rr_bpm: float | None = None
     seconds: dict[str, float] = dataclasses.field(default_factory=dict)
+    physio: physio_lib.Physiology | None = None
 
     @property
     def au_probs(self) -> np.ndarray | None:
@@ -163,7 +170,8 @@ def _preprocess(frames: np.ndarray, fps: float, pp: PreprocessConfig, source: st
 
 def infer_frames(model, variables, frames: np.ndarray, fps: float, face_crop: str | None = "first",
                  crop_every: int = 30, batch_clips: int = 16, source: str = "<frames>",
-                 progress: bool | None = None, forward=None) -> Inference:
+                 progress: bool | None = None, window_s: float | None = None,
+                 stride_s: float | None = None, forward=None) -> Inference:
     """The whole pipeline on decoded frames: face crop, Big/Small preprocessing, the model, rates.
 
     Args:
@@ -176,15 +184,20 @@ def infer_frames(model, variables, frames: np.ndarray, fps: float, face_crop: st
       batch_clips: clips per forward pass.
       source: the file, for error messages.
       progress: tqdm bars (None: only on a terminal).
+      window_s, stride_s: also rates over windows of `window_s` seconds every `stride_s` seconds
+        (`inference.windows`); None: whole video only.
       forward: what runs the batches (`runners.OnnxRunner`, with it as `model` too); default: the jitted model.
 
     Raises:
-      UserError: too few frames, bad fps, no face found (suggesting --no-face-crop).
+      UserError: too few frames, bad fps, no face found (suggesting --no-face-crop), a video shorter
+        than the window.
     """
     config = model.config
     face_crop = face_crop or "none"
     _check_frames(frames, fps, face_crop, config.n_segment, source)
     t = int(frames.shape[0])
+    if window_s is not None:
+        window_bounds(t, fps, window_s, stride_s if stride_s is not None else window_s, source)
     start = time.perf_counter()
     pp = PreprocessConfig(big_size=config.big_size, small_size=config.small_size, face_crop=face_crop,
                           crop_every=int(crop_every), n_segment=config.n_segment)
@@ -203,6 +216,11 @@ def infer_frames(model, variables, frames: np.ndarray, fps: float, face_crop: st
         result.hr_bpm = _rate(outputs["bvp"], fps, "hr")
     if "resp" in outputs:
         result.rr_bpm = _rate(outputs["resp"], fps, "rr")
+    windows = None
+    if window_s is not None:
+        stride_s = stride_s if stride_s is not None else window_s
+        windows = window_estimates(model, variables, video.big_u8, fps, window_s, stride_s, source, forward)
+    result.physio = physio_lib.physiology(outputs, fps, windows, window_s, stride_s)
     seconds["rates"] = time.perf_counter() - start
     if n_pad:
         log.info("%s: %d frames are not a whole number of %d-frame clips; repeated the last frame %d time(s) "
@@ -234,6 +252,8 @@ def result_document(result: Inference, video: str = "", checkpoint: str = "") ->
         n_au = probs.shape[1]
         doc["au_names"] = list(AU_NAMES) if n_au == len(AU_NAMES) else [f"AU{j}" for j in range(n_au)]
         doc["au_probs"] = [[round(float(p), 6) for p in row] for row in probs]
+    if result.physio is not None:
+        doc.update(physio_lib.document(result.physio))
     doc["seconds"] = {k: round(v, 4) for k, v in result.seconds.items()}
     return doc
 
@@ -271,8 +291,11 @@ def _draw_wave(ax: Axes, result: Inference, kind: str, t: np.ndarray) -> None:
     except UserError:
         shown, label = np.cumsum(wave), "cumulative sum"
     ax.plot(t, shown, lw=1, color="tab:red" if kind == "bvp" else "tab:blue", label=label)
+    if kind == "bvp" and result.physio is not None and label.startswith("band"):
+        physio_lib.draw_beats(ax, result.physio, shown, result.fps)
     name = "pulse" if kind == "bvp" else "respiration"
-    ax.set_title(f"{name}: {rate:.1f} {unit}" if rate is not None else f"{name}: rate n/a (video too short)")
+    title = f"{name}: {rate:.1f} {unit}" if rate is not None else f"{name}: rate n/a (video too short)"
+    ax.set_title(title + (physio_lib.quality_note(result.physio, rate_kind) if result.physio else ""))
     ax.set_ylabel("a.u.")
     ax.legend(loc="upper right", fontsize="x-small")
     ax.grid(alpha=0.3)
@@ -289,6 +312,8 @@ def plot_inference(result: Inference, frame: np.ndarray, path_png, title: str = 
       title: figure title.
     """
     panels = [k for k in ("bvp", "resp", "au") if k in result.outputs]
+    if result.physio is not None and result.physio.windows:
+        panels.append("rates")
     heights = [3 if k == "au" else 2 for k in panels]
     fig = new_figure(12, 1.2 + 1.6 * sum(heights) / 2, dpi=110)
     grid = fig.add_gridspec(len(panels), 2, width_ratios=(1, 3), height_ratios=heights)
@@ -300,6 +325,8 @@ def plot_inference(result: Inference, frame: np.ndarray, path_png, title: str = 
         axes.append(ax)
         if kind == "au":
             _draw_au(fig, ax, result, t)
+        elif kind == "rates":
+            physio_lib.draw_rates_over_time(ax, result.physio)
         else:
             _draw_wave(ax, result, kind, t)
     axes[-1].set_xlabel("time (s)")
@@ -312,9 +339,11 @@ def plot_inference(result: Inference, frame: np.ndarray, path_png, title: str = 
 # What ``python -m bigsmall_jax.infer`` runs.
 
 
-def check_checkpoint(checkpoint: str | os.PathLike) -> Path:
+def check_checkpoint(checkpoint: str | os.PathLike) -> str | Path:
     """Reads a checkpoint directory's config (or checks that a .pth or .onnx file exists), so that a bad
-    checkpoint fails before the video is decoded; returns the path."""
+    checkpoint fails before the video is decoded; returns the path (a shipped model's name as it is)."""
+    if is_published(checkpoint):
+        return checkpoint
     checkpoint = Path(checkpoint)
     if checkpoint.suffix not in (".pth", ".onnx"):
         if not checkpoint.exists():
@@ -326,8 +355,9 @@ def check_checkpoint(checkpoint: str | os.PathLike) -> Path:
 
 
 def infer_video(video: str | os.PathLike, checkpoint: str | os.PathLike, fps: float | None = None,
-                face_crop: str | None = "first", crop_every: int = 30,
-                batch_clips: int = 16, runtime: str = "jax") -> tuple[Inference, np.ndarray]:
+                face_crop: str | None = "first", crop_every: int = 30, batch_clips: int = 16,
+                window_s: float | None = None, stride_s: float | None = None,
+                runtime: str = "jax") -> tuple[Inference, np.ndarray]:
     """Reads a video (file or folder of images), loads a checkpoint and runs `infer_frames`.
 
     The video is decoded before JAX starts (FFmpeg runs in a subprocess), then the XLA:CPU presets for
@@ -335,9 +365,10 @@ def infer_video(video: str | os.PathLike, checkpoint: str | os.PathLike, fps: fl
 
     Args:
       video: the video file or image folder.
-      checkpoint: model checkpoint directory, training workdir, or .pth (see `check_checkpoint`).
+      checkpoint: a shipped model's name, model checkpoint directory, training workdir, or .pth (see
+        `check_checkpoint`).
       fps: frame rate in Hz; None: from the file.
-      face_crop, crop_every, batch_clips: as in `infer_frames`.
+      face_crop, crop_every, batch_clips, window_s, stride_s: as in `infer_frames`.
       runtime: "jax" (the checkpoint, jitted) or "onnx" (`checkpoint` is an exported ``.onnx`` file run by
         ONNX Runtime, `runners.OnnxRunner`).
 
@@ -360,7 +391,8 @@ def infer_video(video: str | os.PathLike, checkpoint: str | os.PathLike, fps: fl
     log.info("%s: %d frames of %dx%d at %.3f fps (%.1f s)", video, frames.shape[0], frames.shape[2],
              frames.shape[1], fps, frames.shape[0] / fps)
     result = infer_frames(model, variables, frames, fps, face_crop, crop_every, batch_clips,
-                          source=os.fspath(video), forward=model if runtime == "onnx" else None)
+                          source=os.fspath(video), window_s=window_s, stride_s=stride_s,
+                          forward=model if runtime == "onnx" else None)
     result.seconds = {"load_checkpoint": load_s, "read_video": read_s, **result.seconds}
     result.seconds["total_without_checkpoint"] = sum(v for k, v in result.seconds.items() if k != "load_checkpoint")
     return result, frames[0]

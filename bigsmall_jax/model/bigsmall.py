@@ -16,6 +16,9 @@ Variants are configurations of the same modules (`ModelConfig`; the named ones i
 
 Two ablations change the ``bigsmall`` wiring: ``lateral`` connections between the pathways after their first
 block (`lateral_exchange`), and ``big_gray`` (the Big branch reads the mean of the colour channels).
+* ``pathways``: those baselines side by side in one module: the Big pathway on every frame for the AUs,
+  a Small pathway per wave head (``small_bvp``, ``small_resp``); the published BP4D+ fold-1 models ship
+  in this form (`bigsmall_jax.checkpoints.published`).
 """
 
 from __future__ import annotations
@@ -155,8 +158,9 @@ class BigSmall(nn.Module):
 
     @property
     def has_big(self) -> bool:
-        """Whether the model has a Big branch (every variant but ``small``)."""
-        return self.config.variant != "small"
+        """Whether the model has a Big branch (every variant but ``small``, and ``pathways`` without AUs)."""
+        c = self.config
+        return c.variant != "small" and not (c.variant == "pathways" and not c.n_au)
 
     @property
     def big_per_clip(self) -> bool:
@@ -214,6 +218,8 @@ class BigSmall(nn.Module):
             features = big_branch()(b, train, from_stem)
         elif c.variant == "small":
             features = small_branch()(small.astype(dtype))
+        elif c.variant == "pathways":
+            return self._pathways(b, small.astype(dtype), train, from_stem)
         elif c.lateral == "none":
             features = fuse(big_branch()(b, train, from_stem), small_branch()(small.astype(dtype)), c.n_segment,
                             c.fusion)
@@ -232,6 +238,21 @@ class BigSmall(nn.Module):
             task: Head(c.dense_units, size, dtype, name=task)(features).astype(jnp.float32)
             for task, size in c.heads
         }
+
+    def _pathways(self, big: jax.Array, small: jax.Array, train: bool, from_stem: bool) -> dict[str, jax.Array]:
+        """The ``pathways`` variant: each head on its own pathway (Big for ``au``, a Small per wave head)."""
+        c = self.config
+        dtype = DTYPES[c.dtype]
+        out = {}
+        for task, size in c.heads:
+            if task == "au":
+                features = BigBranch(c.big_filters, c.big_stages, c.big_pools, c.dropout, dtype, name="big")(
+                    big, train, from_stem)
+            else:
+                features = SmallBranch(c.small_filters, c.n_segment, c.shift, c.fold_div, dtype,
+                                       name=f"small_{task}")(small)
+            out[task] = Head(c.dense_units, size, dtype, name=task)(features).astype(jnp.float32)
+        return out
 
 
 def big_stem(model: BigSmall, variables, big: jax.Array) -> jax.Array:

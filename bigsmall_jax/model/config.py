@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from bigsmall_jax.errors import UserError
 
 SHIFT_KINDS = ("wrap", "zero", "none")
-VARIANTS = ("bigsmall", "big", "small")
+VARIANTS = ("bigsmall", "big", "small", "pathways")
 FUSIONS = ("sum", "concat")
 LATERALS = ("none", "big2small", "small2big", "both")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
@@ -25,7 +25,9 @@ class ModelConfig:
     """Everything that defines a model of the family. Stored as JSON beside every checkpoint.
 
     Attributes:
-      variant: ``"bigsmall"``, ``"big"`` (Big pathway alone) or ``"small"`` (Small pathway alone).
+      variant: ``"bigsmall"``, ``"big"`` (Big pathway alone), ``"small"`` (Small pathway alone) or
+        ``"pathways"`` (the single-task baselines side by side: the Big pathway for the AUs and one Small
+        pathway per wave head, sharing nothing but the inputs).
       n_segment: frames per clip T (any T >= 1); the temporal shift and Big downsampling work per clip.
       big_filters: output channels of the Big convs, one per conv.
       big_stages: convs per Big stage; each stage ends with an average pool and dropout.
@@ -110,6 +112,9 @@ class ModelConfig:
         pooled = self.big_size
         for p in self.big_pools:
             pooled //= p
+        if self.variant == "pathways" and (self.shift != "none" or self.big_downsample):
+            problems.append("the pathways variant runs the published single-task pathways: shift='none', "
+                            "big_downsample=False")
         if self.variant == "bigsmall" and pooled != self.small_size:
             problems.append(f"Big output {pooled}x{pooled} does not match the Small size {self.small_size}")
         if problems:

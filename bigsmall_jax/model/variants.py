@@ -23,6 +23,7 @@ NAMED_VARIANTS: dict[str, dict[str, Any]] = {
     "big_au": {"variant": "big", "bvp": False, "resp": False, "shift": "none", "big_downsample": False},
     "small_bvp": {"variant": "small", "n_au": 0, "resp": False, "shift": "none"},
     "small_resp": {"variant": "small", "n_au": 0, "bvp": False, "shift": "none"},
+    "pathways": {"variant": "pathways", "shift": "none", "big_downsample": False},
 }
 # The paper's single-task baselines, which together do what one BigSmall does.
 SINGLE_TASK_VARIANTS: tuple[str, ...] = ("big_au", "small_bvp", "small_resp")
