@@ -40,6 +40,7 @@ FACE_CROP_MODES = ("first", "every", "median", "none", "box")
 TAIL_MODES = ("drop", "pad")
 _DIFF_EPS = 1e-7
 _BLOCK = 256  # frames per block when streaming over a long video
+_STATS_BLOCK = 16  # frames per partial sum of `VideoStatistics` (its float64 temporaries: 16 x 62208 x 8 bytes)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -433,8 +434,8 @@ class VideoStatistics:
 
     Big is standardized with the mean and std of all its pixels; Small divides the frame differences by
     the std of all of them (steps 3 and 4). Both come from running sums in float64 (the pixel sums are
-    exact integers), accumulated over blocks of `_BLOCK` frames whatever sizes the frames are fed in, so
-    a video fed frame by frame gives the same bits as one fed whole.
+    exact integers), accumulated over blocks of `_STATS_BLOCK` frames whatever sizes the frames are fed in,
+    so a video fed frame by frame gives the same bits as one fed whole.
     """
 
     def __init__(self):
@@ -449,10 +450,12 @@ class VideoStatistics:
         self._pending.append(np.asarray(big_u8))
         self._n_pending += len(big_u8)
         self.n_frames += len(big_u8)
-        while self._n_pending >= _BLOCK:
+        if self._n_pending >= _STATS_BLOCK:
             pending = np.concatenate(self._pending)
-            self._accumulate(pending[:_BLOCK])
-            self._pending, self._n_pending = [pending[_BLOCK:]], len(pending) - _BLOCK
+            n = len(pending) - len(pending) % _STATS_BLOCK
+            for start in range(0, n, _STATS_BLOCK):
+                self._accumulate(pending[start : start + _STATS_BLOCK])
+            self._pending, self._n_pending = [pending[n:]], len(pending) - n
 
     def _accumulate(self, block: np.ndarray) -> None:
         f = block.astype(np.float64)
