@@ -153,4 +153,5 @@ def test_label_times_within_a_frame_or_two_are_accepted(tmp_path):
     times = np.arange(420) / 100.0 - 0.2
     _labelled_video(tmp_path, 100, 25.0, times)
     (rec,) = registry.iter_recordings("generic", tmp_path)
-    np.testing.assert_allclose(rec.bvp, np.interp(np.arange(100) / 25.0, times, np.sin(2 * np.pi * np.arange(420) / 25)))
+    want = np.interp(np.arange(100) / 25.0, times, np.sin(2 * np.pi * np.arange(420) / 25))
+    np.testing.assert_allclose(rec.bvp, want)
