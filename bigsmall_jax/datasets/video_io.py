@@ -269,23 +269,26 @@ class VideoFrames:
         """Decodes the whole source once, yielding (n, H, W, 3) uint8 blocks of `size` frames (the last one
         shorter).
 
+        Every block is a view of one buffer that the next block overwrites (a new allocation per block
+        fragments the heap under `runtime`'s allocator settings): copy what must outlive the block.
+
         Raises:
           UserError: no frames, frames of different sizes, a pass that decodes a different number of
             frames than the previous one (the file changed).
         """
-        block, n, shape = [], 0, None
+        buf, k, n = None, 0, 0
         for frame, source in self._frames():
-            if shape is None:
-                shape = frame.shape
-            elif frame.shape != shape:
-                raise file_error(source, f"frame {n} has size {frame.shape[:2]}, the first frame {shape[:2]}")
-            block.append(frame)
-            n += 1
-            if len(block) == size:
-                yield np.stack(block)
-                block = []
-        if block:
-            yield np.stack(block)
+            if buf is None:
+                buf = np.empty((size, *frame.shape), np.uint8)
+            elif frame.shape != buf.shape[1:]:
+                raise file_error(source, f"frame {n} has size {frame.shape[:2]}, the first frame {buf.shape[1:3]}")
+            buf[k] = frame
+            k, n = k + 1, n + 1
+            if k == size:
+                yield buf
+                k = 0
+        if k:
+            yield buf[:k]
         if not n:
             raise file_error(self.path, "video has no frames")
         if self.num_frames is None:

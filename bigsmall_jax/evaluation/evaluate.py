@@ -188,18 +188,31 @@ def predict_stream(
     n_pad = (-t) % n_seg
     per_batch = _bucket((t + n_pad) // n_seg, int(batch_clips)) * n_seg
     forward = _forward(config)
-    outputs: list[dict[str, jax.Array]] = []
+    # Outputs are copied into arrays allocated up front as batches complete: no allocation outlives a batch
+    # (long-lived small buffers between the large ones made the heap grow with the video's length).
+    result = {task: np.empty((t + n_pad, n), np.float32) for task, n in config.heads}
+    in_flight: list[tuple[int, dict[str, jax.Array]]] = []  # (first frame, outputs) of dispatched batches
+    done = 0
     pending: list[list[np.ndarray]] = [[], []]  # big, small frames not yet run
     n_pending = seen = 0
 
     def run(n: int) -> None:
+        nonlocal done
         b, s = (_take(p, n) for p in pending)
-        if len(outputs) >= 2:  # bound the inputs waiting in the dispatch queue
-            jax.block_until_ready(outputs[-2])
+        if len(in_flight) >= 2:  # bound the inputs waiting in the dispatch queue
+            collect(in_flight.pop(0))
         b = _zero_fill(np.asarray(big_transform(b) if big_transform is not None else b, np.float32), per_batch)
         s = _zero_fill(np.asarray(s, np.float32), per_batch)
         # Dispatch is asynchronous: the next batch is prepared on the host while this one runs.
-        outputs.append(forward(variables, b, s))
+        in_flight.append((done, forward(variables, b, s)))
+        done += n
+
+    def collect(batch: tuple[int, dict[str, jax.Array]]) -> None:
+        start, out = batch
+        for task in result:
+            y = np.asarray(out[task])
+            n = min(len(y), t + n_pad - start)
+            result[task][start : start + n] = y[:n]
 
     bar = tqdm(total=-(-(t + n_pad) // per_batch), desc=desc, unit="batch", leave=False,
                disable=None if progress is None else not progress)
@@ -229,12 +242,9 @@ def predict_stream(
         run(n_pending)
         bar.update()
     bar.close()
-    outputs = jax.device_get(outputs)
-    result = {}
-    for task, _ in config.heads:
-        y = np.concatenate([o[task] for o in outputs])[:t].astype(np.float32)
-        result[task] = y[:, 0] if task != "au" else y
-    return result, n_pad
+    for batch in in_flight:
+        collect(batch)
+    return {task: y[:t, 0] if task != "au" else y[:t] for task, y in result.items()}, n_pad
 
 
 def _label(labels: Mapping[str, np.ndarray], key: str, t: int, video_id: str) -> np.ndarray | None:
