@@ -12,6 +12,7 @@ from bigsmall_jax.benchmark.__main__ import parse_args
 from bigsmall_jax.datasets.video_io import VideoFrames
 from bigsmall_jax.errors import UserError
 
+
 def test_looped_video_has_the_length_asked_and_repeats(tmp_path):
     path = tmp_path / "long.mp4"
     n = memory.write_looped_video(path, minutes=0.1, height=48, width=64, fps=30.0)  # 6 s: 3 loops of 2 s
