@@ -2,17 +2,20 @@
 
 The whole pipeline of the paper, on a video file (anything FFmpeg decodes) or a folder of images:
 
-1. read every frame (`video_io.read_video`; the frame rate from the file unless given);
-2. face crop (`preprocess.face_boxes`: OpenCV's Haar cascade on the first frame by default, enlarged 1.5x
-   and squared, the paper's recipe), or the whole frame when the video is already a face crop;
+1. the frames, decoded in blocks (`video_io.VideoFrames` for a file, `video_io.ArrayFrames` for frames in
+   memory); the frame rate from the file unless given;
+2. face crop (OpenCV's Haar cascade on the first frame by default, enlarged 1.5x and squared, the paper's
+   recipe; `preprocess.face_boxes`' logic), or the whole frame when the video is already a face crop;
 3. the crops resized to the model's Big size (INTER_AREA), then Big (standardized) and Small
-   (diff-normalized) frames by `preprocess.preprocess_recording`;
+   (diff-normalized) frames with the statistics of the whole video (`datasets.stream`: a statistics pass,
+   then a pass that feeds the model), equal to `preprocess.preprocess_recording`'s;
 4. clips of the model's ``n_segment`` frames; when the frame count is not a multiple of it, the last frame
    is repeated to fill the last clip and the outputs of those frames are dropped again (reported as
    ``n_padded_frames``);
-5. the jitted model, in batches of clips (`evaluation.evaluate.predict_frames`), and the rates of its
-   waves (`signals.wave_to_rate`).
+5. the jitted model, in batches of clips (`evaluation.evaluate.predict_stream`), and the rates of its
+   waves (`signals.wave_to_rate`); none when no pixel of the face crop ever changes (`_unreliable_rates`).
 
+A file is never held whole in memory: one block of decoded frames, the per-frame boxes and the outputs.
 `infer_video` runs it from a file, `result_document` makes the JSON document, `plot_inference` the figure
 and `write_outputs` writes both (``python -m bigsmall_jax.infer``).
 """
@@ -66,7 +69,8 @@ class Inference:
       face_crop: the crop mode used ("first", "every", "median" or "none").
       outputs: the model's heads: "bvp", "resp" (T,) float32 diff-normalized waves, "au" (T, n_au) logits.
       hr_bpm, rr_bpm: rates from the waves (None: no such head, or the video is too short for the band).
-      seconds: wall time of each stage ("preprocess", "model", "rates").
+      seconds: wall time of each stage: "preprocess" (the face-box and statistics passes, decoding
+        included), "model" (the last pass: decoding, Big and Small frames and the model), "rates".
     """
 
     fps: float
@@ -285,7 +289,7 @@ def _draw_wave(ax: Axes, result: Inference, kind: str, t: np.ndarray) -> None:
         shown, label = np.cumsum(wave), "cumulative sum"
     ax.plot(t, shown, lw=1, color="tab:red" if kind == "bvp" else "tab:blue", label=label)
     name = "pulse" if kind == "bvp" else "respiration"
-    ax.set_title(f"{name}: {rate:.1f} {unit}" if rate is not None else f"{name}: rate n/a (video too short)")
+    ax.set_title(f"{name}: {rate:.1f} {unit}" if rate is not None else f"{name}: rate n/a (too short or no change; see the log)")
     ax.set_ylabel("a.u.")
     ax.legend(loc="upper right", fontsize="x-small")
     ax.grid(alpha=0.3)
