@@ -289,7 +289,8 @@ def _draw_wave(ax: Axes, result: Inference, kind: str, t: np.ndarray) -> None:
         shown, label = np.cumsum(wave), "cumulative sum"
     ax.plot(t, shown, lw=1, color="tab:red" if kind == "bvp" else "tab:blue", label=label)
     name = "pulse" if kind == "bvp" else "respiration"
-    ax.set_title(f"{name}: {rate:.1f} {unit}" if rate is not None else f"{name}: rate n/a (too short or no change; see the log)")
+    missing = f"{name}: rate n/a (too short or no change; see the log)"
+    ax.set_title(f"{name}: {rate:.1f} {unit}" if rate is not None else missing)
     ax.set_ylabel("a.u.")
     ax.legend(loc="upper right", fontsize="x-small")
     ax.grid(alpha=0.3)
