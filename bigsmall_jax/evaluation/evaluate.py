@@ -108,6 +108,7 @@ def predict_frames(
     big_transform: Callable[[np.ndarray], np.ndarray] | None = None,
     progress: bool | None = False,
     desc: str = "model",
+    forward: Callable | None = None,
 ) -> tuple[dict[str, np.ndarray], int]:
     """Runs the model over every frame of one video, in batches of whole clips.
 
@@ -125,6 +126,8 @@ def predict_frames(
         `preprocess.standardize_big` on uint8 frames, to keep the video compact in memory).
       progress: show a tqdm bar over batches (None: only on a terminal).
       desc: the bar's label.
+      forward: runs a batch, ``forward(variables, big, small)`` -> outputs dict (default: the jitted model,
+        `bigsmall_jax.runtime.Forward`).
 
     Returns:
       ({"au": (T, n_au) logits, "bvp": (T,), "resp": (T,)} float32 numpy arrays, only the model's heads;
@@ -135,7 +138,7 @@ def predict_frames(
     """
     _check_frames(model.config, big, small, batch_clips)
     return predict_stream(model, variables, [(big, small)], int(big.shape[0]), batch_clips, big_transform,
-                          progress, desc)
+                          progress, desc, forward)
 
 
 def _take(pending: list[np.ndarray], n: int) -> np.ndarray:
@@ -167,12 +170,13 @@ def predict_stream(
     big_transform: Callable[[np.ndarray], np.ndarray] | None = None,
     progress: bool | None = False,
     desc: str = "model",
+    forward: Callable | None = None,
 ) -> tuple[dict[str, np.ndarray], int]:
     """`predict_frames` over a video that arrives in consecutive blocks, holding at most two batches of
     model inputs at a time.
 
     Args:
-      model, variables, batch_clips, big_transform, progress, desc: as in `predict_frames`.
+      model, variables, batch_clips, big_transform, progress, desc, forward: as in `predict_frames`.
       blocks: (big, small) pairs of consecutive frames, (n, B, B, 3) and (n, S, S, 3), any n >= 1 (the
         same in both), in time order.
       num_frames: T, the frames of all blocks together (it fixes the batch size, as `predict_frames` does).
@@ -187,7 +191,7 @@ def predict_stream(
     n_seg, t = config.n_segment, int(num_frames)
     n_pad = (-t) % n_seg
     per_batch = _bucket((t + n_pad) // n_seg, int(batch_clips)) * n_seg
-    forward = _forward(config)
+    forward = forward or _forward(config)
     # Outputs are copied into arrays allocated up front as batches complete: no allocation outlives a batch
     # (long-lived small buffers between the large ones made the heap grow with the video's length).
     result = {task: np.empty((t + n_pad, n), np.float32) for task, n in config.heads}

@@ -166,7 +166,7 @@ def _unreliable_rates(video: ScannedVideo, source: str) -> str | None:
 
 
 def _infer(model, variables, frames: VideoFrames | ArrayFrames, face_crop: str | None, crop_every: int,
-           batch_clips: int, source: str, progress: bool | None) -> tuple[Inference, np.ndarray]:
+           batch_clips: int, source: str, progress: bool | None, forward=None) -> tuple[Inference, np.ndarray]:
     """`infer_frames` on any frame source; also returns (H, W, 3) uint8 frame 0."""
     config = model.config
     face_crop = face_crop or "none"
@@ -182,7 +182,7 @@ def _infer(model, variables, frames: VideoFrames | ArrayFrames, face_crop: str |
     start = time.perf_counter()
     standardize = lambda b: standardize_big(b, video.big_mean, video.big_std)
     outputs, n_pad = predict_stream(model, variables, video.blocks(progress), t, batch_clips,
-                                    big_transform=standardize, progress=progress, desc="model")
+                                    big_transform=standardize, progress=progress, desc="model", forward=forward)
     seconds["model"] = time.perf_counter() - start
     start = time.perf_counter()
     result = Inference(fps=float(frames.fps), num_frames=t, n_padded_frames=n_pad, boxes=video.boxes,
@@ -204,7 +204,7 @@ def _infer(model, variables, frames: VideoFrames | ArrayFrames, face_crop: str |
 
 def infer_frames(model, variables, frames: np.ndarray, fps: float, face_crop: str | None = "first",
                  crop_every: int = 30, batch_clips: int = 16, source: str = "<frames>",
-                 progress: bool | None = None) -> Inference:
+                 progress: bool | None = None, forward=None) -> Inference:
     """The whole pipeline on decoded frames: face crop, Big/Small preprocessing, the model, rates.
 
     Args:
@@ -217,6 +217,7 @@ def infer_frames(model, variables, frames: np.ndarray, fps: float, face_crop: st
       batch_clips: clips per forward pass.
       source: the file, for error messages.
       progress: tqdm bars (None: only on a terminal).
+      forward: what runs the batches (`evaluate.predict_frames`' `forward`); default: the jitted model.
 
     Raises:
       UserError: too few frames, bad fps, no face found (suggesting --no-face-crop).
@@ -224,7 +225,7 @@ def infer_frames(model, variables, frames: np.ndarray, fps: float, face_crop: st
     _check_mode(fps, face_crop or "none", source)
     _check_length(frames.shape[0], model.config.n_segment, source)
     return _infer(model, variables, ArrayFrames(frames, fps, source), face_crop, crop_every, batch_clips,
-                  source, progress)[0]
+                  source, progress, forward)[0]
 
 
 def result_document(result: Inference, video: str = "", checkpoint: str = "") -> dict[str, Any]:
