@@ -2,7 +2,7 @@
 
     python -m bigsmall_jax.benchmark [--models bigsmall big_au ...] [--batch 16] [--dtype float32|bfloat16]
         [--repeats 10] [--quick] [--no-input-pipeline] [--data-dir DIR] [--no-tune] [--profile]
-        [--output OUT.json]
+        [--memory-minutes 1 10 | --no-memory] [--output OUT.json]
     python -m bigsmall_jax.benchmark --deploy [--models ...] [--batch 16] [--repeats 10] [--output OUT.json]
 
 For every model (default: all of `bigsmall_jax.model.NAMED_VARIANTS`, plus ``single_task_sum``, the
@@ -35,6 +35,11 @@ its metrics fetched after the next step is dispatched), ``step_only_s`` (the sam
 already on the device), ``loader_overhead`` = epoch_s / step_only_s - 1, and ``synchronous_overhead`` for a
 loop that fetches each step's metrics before reading the next batch.
 
+The memory of ``infer`` (``memory``, `bigsmall_jax.benchmark.memory`): the peak RSS of a fresh process that
+runs `bigsmall_jax.inference.video.infer_video` on a generated 640x480 video of each of ``--memory-minutes``
+(default 1 and 10 minutes; ``--quick`` skips it unless the option is given, ``--no-memory`` always), against
+the size of the video's raw frames.
+
 ``--profile`` adds the first model's train step broken down by XLA op
 (`bigsmall_jax.benchmark.profile.profile_train_step`).
 
@@ -56,6 +61,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bigsmall_jax.benchmark.deploy import format_deploy_table, run_deploy_benchmark
+from bigsmall_jax.benchmark.memory import MEMORY_MINUTES
 from bigsmall_jax.benchmark.models import BENCH_DTYPES
 from bigsmall_jax.benchmark.report import format_table, write_result
 from bigsmall_jax.benchmark.suite import run_benchmark
@@ -85,6 +91,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--deploy", action="store_true",
                         help="time the exported ONNX models in ONNX Runtime next to JAX, with file sizes "
                              "(default models: bigsmall and the three single-task ones)")
+    parser.add_argument("--memory-minutes", type=float, nargs="+", default=None, metavar="MIN",
+                        help="video lengths for the peak memory of infer (default: 1 10; --quick: none)")
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory of infer")
     parser.add_argument("--output", help="write the figures as JSON here")
     return parser
 
@@ -111,6 +120,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.models = args.models or ["bigsmall"]
         args.batch = 2 if args.batch == parser.get_default("batch") else args.batch
         args.repeats = 2 if args.repeats == parser.get_default("repeats") else args.repeats
+    if args.no_memory:
+        args.memory_minutes = []
+    elif args.memory_minutes is None:
+        args.memory_minutes = [] if args.quick else list(MEMORY_MINUTES)
+    if any(not (0 < m <= 600) for m in args.memory_minutes):
+        raise UserError(f"--memory-minutes must be in (0, 600], got {args.memory_minutes}")
     if args.batch < 1 or args.repeats < 1:
         raise UserError(f"--batch and --repeats must be >= 1, got {args.batch} and {args.repeats}")
     if args.output:
@@ -132,7 +147,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     result = run_benchmark(args.models, batch_clips=args.batch, dtype=args.dtype, repeats=args.repeats,
                            tuned=not args.no_tune, peak_size=args.peak_size,
                            input_pipeline=not args.no_input_pipeline, quick=args.quick, data_dir=args.data_dir,
-                           worker_count=args.worker_count, profile=args.profile)
+                           worker_count=args.worker_count, profile=args.profile,
+                           memory_minutes=args.memory_minutes)
     if args.output:
         write_result(args.output, result)
     print(format_table({**result, "load_avg": result["load_avg"]["before"]}))

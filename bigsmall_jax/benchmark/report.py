@@ -41,8 +41,20 @@ def _pipeline_line(pipe: Mapping[str, Any]) -> str:
             f"reading the next batch: {100 * pipe['synchronous_overhead']:+.1f}%)")
 
 
+def _memory_lines(memory: Mapping[str, Any]) -> list[str]:
+    """Peak memory of infer per video length, against the raw frames."""
+    lines = [f"infer peak memory ({memory['width']}x{memory['height']} at {memory['fps']:g} fps; the process "
+             f"with the model loaded and compiled, no video: {memory['baseline_rss_mib']:.0f} MiB):"]
+    for v in memory["videos"]:
+        lines.append(f"  {v['minutes']:6g} min {v['frames']:>7} frames: raw frames {v['raw_frames_mib']:>9.0f} MiB, "
+                     f"peak RSS {v['peak_rss_mib']:>6.0f} MiB ({v['over_baseline_mib']:+.0f} MiB over the baseline, "
+                     f"{100 * v['peak_over_raw']:.1f}% of the raw frames) in {v['infer_s']:.0f} s")
+    return lines
+
+
 def format_table(result: Mapping[str, Any]) -> str:
-    """The models' figures as a text table, then the profile and the input pipeline where present.
+    """The models' figures as a text table, then the profile, the input pipeline and the memory of infer
+    where present.
 
     `result` is `bigsmall_jax.benchmark.suite.run_benchmark`'s, with "load_avg" one printable value.
     """
@@ -51,6 +63,8 @@ def format_table(result: Mapping[str, Any]) -> str:
         lines += _profile_lines(result["profile"])
     if result.get("input_pipeline"):
         lines.append(_pipeline_line(result["input_pipeline"]))
+    if result.get("memory"):
+        lines += _memory_lines(result["memory"])
     return "\n".join(lines)
 
 

@@ -8,6 +8,7 @@ import tempfile
 from collections.abc import Sequence
 from typing import Any
 
+from bigsmall_jax.benchmark.memory import benchmark_memory
 from bigsmall_jax.benchmark.models import DEFAULT_MODELS, ModelBench, benchmark_models
 from bigsmall_jax.benchmark.peak import describe_device, device_info, load_average
 from bigsmall_jax.benchmark.pipeline import PIPELINE_SYNTHETIC, QUICK_PIPELINE_SYNTHETIC, benchmark_input_pipeline
@@ -44,7 +45,7 @@ def _pipeline_result(bench: ModelBench, *, batch_clips: int, quick: bool, data_d
 def run_benchmark(models: Sequence[str] | None, *, batch_clips: int, dtype: str = "float32", repeats: int = 10,
                   tuned: bool = True, peak_size: int | None = None, input_pipeline: bool = True, quick: bool = False,
                   data_dir: str | os.PathLike | None = None, worker_count: int = 0,
-                  profile: bool = False) -> dict[str, Any]:
+                  profile: bool = False, memory_minutes: Sequence[float] = ()) -> dict[str, Any]:
     """The whole benchmark (``python -m bigsmall_jax.benchmark``); returns the JSON-able result.
 
     Args:
@@ -55,10 +56,12 @@ def run_benchmark(models: Sequence[str] | None, *, batch_clips: int, dtype: str 
       input_pipeline: also time the input pipeline (with ``bigsmall`` if timed, else the first model);
         `quick`: on the small dataset, 2 epochs; in `data_dir` (default: a temporary folder).
       profile: also profile the first model's train step.
+      memory_minutes: also measure the peak memory of ``infer`` on videos of these lengths
+        (`bigsmall_jax.benchmark.memory`; none: skipped).
 
     Returns:
       {"device", "dtype", "matmul_peak_gflops", "matmul_peak_gflops_best", "batch_clips", "repeats",
-      "device_info", "runtime", "models": {name: figures}, ["input_pipeline"], ["profile"],
+      "device_info", "runtime", "models": {name: figures}, ["input_pipeline"], ["profile"], ["memory"],
       "load_avg": {"before", "after"}}.
     """
     info = device_info()
@@ -79,6 +82,8 @@ def run_benchmark(models: Sequence[str] | None, *, batch_clips: int, dtype: str 
                                                     worker_count=worker_count)
     if profile:
         result["profile"] = {"model": names[0], "ops": profile_train_step(benches[names[0]].train)}
+    if memory_minutes:
+        result["memory"] = benchmark_memory(memory_minutes, batch_clips=batch_clips)
     result["load_avg"] = {"before": load_before, "after": load_average()}
     return result
 

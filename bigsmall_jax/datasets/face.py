@@ -12,7 +12,11 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from bigsmall_jax.errors import UserError, file_error
+from bigsmall_jax.errors import UserError
+
+
+class NoFaceError(UserError):
+    """The Haar cascade found no face where one was needed (the message names the file and the frame)."""
 
 
 @functools.lru_cache(maxsize=1)
@@ -36,14 +40,14 @@ def detect_face_box(frame: np.ndarray, source: str = "", frame_index: int | None
       (x, y, w, h) in pixels, the detector's (tight) box, not enlarged.
 
     Raises:
-      UserError: no face found (naming `source` and the frame).
+      NoFaceError: no face found (naming `source` and the frame).
     """
     gray = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY)
     faces = _face_cascade().detectMultiScale(gray, scaleFactor=1.1, minNeighbors=3, minSize=(30, 30))
     if len(faces) == 0:
         where = f"frame {frame_index}" if frame_index is not None else "the frame"
-        raise file_error(source or "<frames>", f"no face found in {where} (try face_crop='none' for "
-                                               "pre-cropped video)")
+        raise NoFaceError(f"{source or '<frames>'}: no face found in {where} (try face_crop='none' for "
+                          "pre-cropped video)")
     x, y, w, h = max((tuple(int(v) for v in f) for f in faces), key=lambda b: b[2] * b[3])
     return x, y, w, h
 
@@ -70,7 +74,7 @@ def toolbox_face_box(frame: np.ndarray, coef: float, source: str = "") -> tuple[
     """
     faces = _face_cascade().detectMultiScale(np.ascontiguousarray(frame), scaleFactor=1.1, minNeighbors=3)
     if len(faces) == 0:
-        raise file_error(source or "<frames>", "no face found in frame 0 (face_crop='toolbox')")
+        raise NoFaceError(f"{source or '<frames>'}: no face found in frame 0 (face_crop='toolbox')")
     x, y, w, h = (float(v) for v in faces[int(np.argmax(np.asarray(faces)[:, 2]))])
     x, y = max(0.0, x - (coef - 1.0) / 2 * w), max(0.0, y - (coef - 1.0) / 2 * h)
     x, y, w, h = (int(v) for v in (x, y, coef * w, coef * h))  # the toolbox writes into an int32 array

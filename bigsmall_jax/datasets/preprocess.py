@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from bigsmall_jax.datasets.face import crop_frames, detect_face_box, enlarge_box, toolbox_face_box
+from bigsmall_jax.datasets.face import NoFaceError, crop_frames, detect_face_box, enlarge_box, toolbox_face_box
 from bigsmall_jax.datasets.recording import AU_NAMES, Recording
 from bigsmall_jax.errors import UserError, file_error
 
@@ -40,6 +40,7 @@ FACE_CROP_MODES = ("first", "every", "median", "none", "box", "toolbox")
 TAIL_MODES = ("drop", "pad")
 _DIFF_EPS = 1e-7
 _BLOCK = 256  # frames per block when streaming over a long video
+_STATS_BLOCK = 16  # frames per partial sum of `VideoStatistics` (its float64 temporaries: 16 x 62208 x 8 bytes)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,29 +112,67 @@ def face_boxes(
         or ``"box"`` without a known box.
     """
     t, h, w = frames.shape[:3]
-    mode = config.face_crop
-    if mode == "none":
-        return np.tile(np.array([0, 0, w, h], np.int64), (t, 1))
-    if mode == "box":
+    if config.face_crop in ("every", "median"):
+        found = {i: box for i in detection_frames(t, config)
+                 if (box := detect_enlarged(frames[i], i, config, source)) is not None}
+    else:
+        found = {0: first_box(frames[0], config, source, known_box)}
+    return boxes_from_detections(found, t, h, w, config, source)
+
+
+def detection_frames(t: int, config: PreprocessConfig) -> range:
+    """The frames the face is detected on in modes "every" and "median": every `crop_every` from 0."""
+    return range(0, t, config.crop_every)
+
+
+def detect_enlarged(frame: np.ndarray, index: int, config: PreprocessConfig,
+                    source: str = "") -> tuple[int, int, int, int] | None:
+    """The enlarged, squared box of the face in one detection frame ("every" / "median"), or None (with a
+    warning) when the cascade finds none."""
+    h, w = frame.shape[:2]
+    try:
+        return enlarge_box(detect_face_box(frame, source, index), config.enlarge, h, w)
+    except NoFaceError:
+        log.warning("%s: no face in frame %d; using the nearest detection", source or "<frames>", index)
+        return None
+
+
+def first_box(frame: np.ndarray, config: PreprocessConfig, source: str = "",
+              known_box: Sequence[int] | None = None) -> tuple[int, int, int, int]:
+    """The one box of modes "none" (the whole frame), "box" (`known_box` enlarged) and "first" (detected on
+    `frame`, frame 0)."""
+    h, w = frame.shape[:2]
+    if config.face_crop == "none":
+        return 0, 0, w, h
+    if config.face_crop == "box":
         if known_box is None:
             raise file_error(source or "<frames>", "face_crop='box' but the recording has no face_box")
-        return np.tile(np.array(enlarge_box(known_box, config.enlarge, h, w), np.int64), (t, 1))
-    if mode == "toolbox":
-        return np.tile(np.array(toolbox_face_box(frames[0], config.enlarge, source), np.int64), (t, 1))
-    if mode == "first":
-        box = enlarge_box(detect_face_box(frames[0], source, 0), config.enlarge, h, w)
-        return np.tile(np.array(box, np.int64), (t, 1))
-    # "every" / "median": detect every `crop_every` frames.
-    starts = list(range(0, t, config.crop_every))
-    found: dict[int, tuple[int, int, int, int]] = {}
-    for i in starts:
-        try:
-            found[i] = enlarge_box(detect_face_box(frames[i], source, i), config.enlarge, h, w)
-        except UserError:
-            log.warning("%s: no face in frame %d; using the nearest detection", source or "<frames>", i)
+        return enlarge_box(known_box, config.enlarge, h, w)
+    if config.face_crop == "toolbox":
+        return toolbox_face_box(frame, config.enlarge, source)
+    return enlarge_box(detect_face_box(frame, source, 0), config.enlarge, h, w)
+
+
+def boxes_from_detections(found: dict[int, tuple[int, int, int, int]], t: int, h: int, w: int,
+                          config: PreprocessConfig, source: str = "") -> np.ndarray:
+    """The (T, 4) int64 crop boxes from the boxes found on the detection frames.
+
+    Args:
+      found: {frame index: enlarged box} for the detection frames where a face was found ("every",
+        "median"), or {0: `first_box`} for the other modes.
+      t, h, w: frames, height and width of the video.
+      config: `face_crop` and `crop_every` are used.
+
+    Raises:
+      UserError: "every" / "median" with no face on any detection frame.
+    """
+    mode = config.face_crop
+    if mode not in ("every", "median"):
+        return np.tile(np.array(found[0], np.int64), (t, 1))
+    starts = list(detection_frames(t, config))
     if not found:
-        raise file_error(source or "<frames>", f"no face found in any of frames {starts[:5]}"
-                                               f"{'...' if len(starts) > 5 else ''} (every {config.crop_every})")
+        raise NoFaceError(f"{source or '<frames>'}: no face found in any of frames {starts[:5]}"
+                          f"{'...' if len(starts) > 5 else ''} (every {config.crop_every})")
     keys = np.array(sorted(found))
     if mode == "median":
         med = np.median(np.array([found[k] for k in keys], np.float64), axis=0)
@@ -150,6 +189,19 @@ def _resize_stack(frames, size: int) -> np.ndarray:
     """INTER_AREA resize of every frame, keeping the dtype (uint8 in, rounded uint8 out)."""
     return np.stack([cv2.resize(np.ascontiguousarray(f), (size, size), interpolation=cv2.INTER_AREA)
                      for f in frames])
+
+
+def crop_resize_u8(frames: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
+    """Frames cropped to their boxes and resized to (size, size) as uint8 (step 2 of the recipe).
+
+    Args:
+      frames: (T, H, W, 3) uint8 RGB.
+      boxes: (T, 4) (x, y, w, h) per frame.
+
+    Returns:
+      (T, size, size, 3) uint8.
+    """
+    return _resize_stack(crop_frames(frames, boxes), size)
 
 
 def resize_area(frames, size: int) -> np.ndarray:
@@ -361,40 +413,90 @@ def preprocess_recording(rec: Recording, config: PreprocessConfig = PreprocessCo
 
     # Pass 1: crop + uint8 resize (kept), running sums for the Big statistics and the diff std.
     big_u8 = np.empty((t, config.big_size, config.big_size, 3), np.uint8)
-    s1 = s2 = 0.0
-    d_sum = d_sq = 0.0
-    prev = None
+    stats = VideoStatistics()
     for start in tqdm(range(0, t, _BLOCK), desc=f"preprocess {rec.name}", unit="block", leave=False,
                       disable=t <= _BLOCK):
         stop = min(t, start + _BLOCK)
-        block = _resize_stack(crop_frames(frames[start:stop], boxes[start:stop]), config.big_size)
-        big_u8[start:stop] = block
-        f = block.astype(np.float64)
-        s1 += float(f.sum())
-        s2 += float(np.square(f).sum())
-        ext = block if prev is None else np.concatenate([prev[None], block])
-        d = _frame_diffs(ext).astype(np.float64)
-        d_sum += float(d.sum())
-        d_sq += float(np.square(d).sum())
-        prev = block[-1]
-    n = big_u8.size
-    big_mean = s1 / n
-    big_std = float(np.sqrt(max(s2 / n - big_mean**2, 0.0)))
-    n_d = (t - 1) * big_u8[0].size
-    d_std = float(np.sqrt(max(d_sq / n_d - (d_sum / n_d) ** 2, 0.0))) if n_d else 0.0
-    if big_std == 0.0:
-        log.warning("%s: the face crops are constant; Big input will be all zeros", source)
+        big_u8[start:stop] = crop_resize_u8(frames[start:stop], boxes[start:stop], config.big_size)
+        stats.add(big_u8[start:stop])
+    big_mean, big_std, d_std = stats.finish(source)
 
     # Pass 2: Small frames from the normalized diffs.
     small = np.zeros((t, config.small_size, config.small_size, 3), np.float32)
     for start in range(0, t - 1, _BLOCK):
         stop = min(t - 1, start + _BLOCK)
-        d = _safe_scale(_frame_diffs(big_u8[start : stop + 1]), d_std)
-        small[start:stop] = _resize_stack(d, config.small_size)
+        small[start:stop] = small_frames(big_u8[start : stop + 1], d_std, config.small_size)
     return PreprocessedVideo(
         name=rec.name, subject=rec.subject, fps=float(rec.fps), big_u8=big_u8, big_mean=float(big_mean),
         big_std=big_std, small=small, labels=labels,
     )
+
+
+class VideoStatistics:
+    """The whole-video statistics of the recipe, from the resized uint8 face frames fed in time order.
+
+    Big is standardized with the mean and std of all its pixels; Small divides the frame differences by
+    the std of all of them (steps 3 and 4). Both come from running sums in float64 (the pixel sums are
+    exact integers), accumulated over blocks of `_STATS_BLOCK` frames whatever sizes the frames are fed in,
+    so a video fed frame by frame gives the same bits as one fed whole.
+    """
+
+    def __init__(self):
+        self.n_frames = 0
+        self._sums = np.zeros(4)  # pixel sum, pixel square sum, diff sum, diff square sum
+        self._pending: list[np.ndarray] = []
+        self._n_pending = 0
+        self._prev: np.ndarray | None = None
+
+    def add(self, big_u8: np.ndarray) -> None:
+        """Adds (n, B, B, 3) uint8 frames, the next ones of the video."""
+        self._pending.append(np.asarray(big_u8))
+        self._n_pending += len(big_u8)
+        self.n_frames += len(big_u8)
+        if self._n_pending >= _STATS_BLOCK:
+            pending = np.concatenate(self._pending)
+            n = len(pending) - len(pending) % _STATS_BLOCK
+            for start in range(0, n, _STATS_BLOCK):
+                self._accumulate(pending[start : start + _STATS_BLOCK])
+            self._pending, self._n_pending = [pending[n:]], len(pending) - n
+
+    def _accumulate(self, block: np.ndarray) -> None:
+        f = block.astype(np.float64)
+        ext = block if self._prev is None else np.concatenate([self._prev[None], block])
+        d = _frame_diffs(ext).astype(np.float64)
+        self._sums += (float(f.sum()), float(np.square(f).sum()), float(d.sum()), float(np.square(d).sum()))
+        self._prev = block[-1]
+
+    def finish(self, source: str = "") -> tuple[float, float, float]:
+        """(Big mean, Big std, std of the frame differences) of every frame added (warns when the crops
+        are constant)."""
+        if self._n_pending:
+            self._accumulate(np.concatenate(self._pending))
+            self._pending, self._n_pending = [], 0
+        if self._prev is None:
+            raise file_error(source or "<frames>", "video has no frames")
+        s1, s2, d_sum, d_sq = (float(v) for v in self._sums)
+        n = self.n_frames * self._prev.size
+        big_mean = s1 / n
+        big_std = float(np.sqrt(max(s2 / n - big_mean**2, 0.0)))
+        n_d = (self.n_frames - 1) * self._prev.size
+        d_std = float(np.sqrt(max(d_sq / n_d - (d_sum / n_d) ** 2, 0.0))) if n_d else 0.0
+        if big_std == 0.0:
+            log.warning("%s: the face crops are constant; Big input will be all zeros", source or "<frames>")
+        return float(big_mean), big_std, d_std
+
+
+def small_frames(big_u8: np.ndarray, d_std: float, small_size: int) -> np.ndarray:
+    """The Small frames of all but the last of (n + 1, B, B, 3) consecutive resized uint8 frames.
+
+    Args:
+      big_u8: frames t .. t + n of the video.
+      d_std: std of the frame differences over the whole video (`VideoStatistics.finish`).
+
+    Returns:
+      (n, S, S, 3) float32: the normalized differences (0 where d_std == 0), INTER_AREA-resized.
+    """
+    return _resize_stack(_safe_scale(_frame_diffs(big_u8), d_std), small_size)
 
 
 def chunk_video(video: PreprocessedVideo, n_segment: int = 3, tail: str = "drop") -> list[dict]:

@@ -6,6 +6,11 @@ can be bad (missing, empty, not a video, truncated to zero frames, frames of dif
 `UserError` naming the file. `write_video` writes H.264 mp4 atomically (a temporary file renamed at the
 end), lossless (``libx264rgb``, QP 0) when asked, which the synthetic data uses so that a pulse of a
 fraction of a grey level survives the round trip exactly.
+
+`VideoFrames` reads the same sources block by block instead, each pass decoding the file again, so that a
+long video never has to fit in memory (`bigsmall_jax.datasets.stream`); `ArrayFrames` serves decoded
+frames through the same interface. Both readers warn when a file decodes to clearly fewer frames than its
+container declares (a truncated file), and neither preallocates memory from the container's claims.
 """
 
 from __future__ import annotations
@@ -24,6 +29,16 @@ from bigsmall_jax.files import atomic_path
 
 log = logging.getLogger(__name__)
 
+# imageio-ffmpeg starts FFmpeg with ``preexec_fn=os.setpgrp`` unless this is set: Python code run in the
+# forked child before exec, which JAX (multithreaded once started) warns may deadlock, and which `infer`
+# hits because it decodes while the model runs. Without it the child only execs FFmpeg (no Python code
+# after the fork); the cost is that Ctrl-C reaches FFmpeg as well, which then stops with the program.
+os.environ.setdefault("IMAGEIO_FFMPEG_NO_PREVENT_SIGINT", "1")
+
+# A container's duration is only a hint: the frame buffer starts at most this big and grows as frames arrive.
+_MAX_PREALLOC_BYTES = 256 << 20
+# A file that decodes to fewer than this fraction of the frames its container declares is reported as truncated.
+_TRUNCATED_FRACTION = 0.9
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv")
 
@@ -56,7 +71,8 @@ class _FrameBuffer:
         """Adds one (H, W, 3) frame; a size unlike the first frame's is a `UserError` naming `source` (default:
         the video)."""
         if self.buf is None:
-            self.buf = np.empty((self.hint, *frame.shape), np.uint8)
+            self.buf = np.empty((min(self.hint, max(1, _MAX_PREALLOC_BYTES // frame.nbytes)), *frame.shape),
+                                np.uint8)
         elif frame.shape != self.buf.shape[1:]:
             raise file_error(source or self.path, f"frame {self.n} has size {frame.shape[:2]}, the first frame "
                                                   f"{self.buf.shape[1:3]}")
@@ -80,19 +96,29 @@ def list_image_files(folder: str | os.PathLike) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
 
 
-def _read_image_folder(folder: Path, max_frames: int | None) -> np.ndarray:
+def _image_files(folder: Path) -> list[Path]:
     files = list_image_files(folder)
     if not files:
         raise file_error(folder, f"folder has no image files ({', '.join(IMAGE_EXTENSIONS)})")
+    return files
+
+
+def _read_image(f: Path) -> np.ndarray:
+    """One image file as (H, W, 3) uint8 RGB."""
+    try:
+        img = imageio.v3.imread(f, plugin="pillow")
+    except (OSError, RuntimeError, ValueError, SyntaxError) as e:  # Pillow's decoder failures
+        raise file_error(f, f"cannot decode image ({type(e).__name__}: {e})") from None
+    return _as_rgb_u8(img, f)
+
+
+def _read_image_folder(folder: Path, max_frames: int | None) -> np.ndarray:
+    files = _image_files(folder)
     if max_frames is not None:
         files = files[:max_frames]
     frames = _FrameBuffer(folder, len(files))
     for f in files:
-        try:
-            img = imageio.v3.imread(f, plugin="pillow")
-        except (OSError, RuntimeError, ValueError, SyntaxError) as e:  # Pillow's decoder failures
-            raise file_error(f, f"cannot decode image ({type(e).__name__}: {e})") from None
-        frames.append(_as_rgb_u8(img, f), source=f)
+        frames.append(_read_image(f), source=f)
     return frames.frames()
 
 
@@ -114,6 +140,28 @@ def _iter_ffmpeg(path: Path) -> Iterator[np.ndarray | tuple[float, int]]:
         raise file_error(path, f"video is corrupt ({type(e).__name__}: {str(e).splitlines()[0]})") from None
     finally:
         reader.close()
+
+
+def check_frame_count(path: object, n_decoded: int, n_declared: int, fps: float) -> bool:
+    """Warns when a file decoded to fewer than 90% of the frames its container declares.
+
+    Args:
+      path: the file, for the message.
+      n_decoded: frames actually decoded.
+      n_declared: the container's duration x frame rate, rounded up, plus one (`_iter_ffmpeg`'s estimate;
+        0: unknown, nothing is checked).
+      fps: frame rate (Hz), for the message.
+
+    Returns:
+      True when the file looks truncated (and a warning was logged).
+    """
+    declared = n_declared - 1  # the estimate rounds up and adds one
+    if n_declared <= 0 or n_decoded >= _TRUNCATED_FRACTION * declared:
+        return False
+    log.warning("%s: decoded %d frames (%.1f s) but the container declares about %d (%.1f s): the file is "
+                "probably truncated; the results cover only the decoded part", path, n_decoded,
+                n_decoded / fps, declared, declared / fps)
+    return True
 
 
 def read_video(
@@ -155,6 +203,8 @@ def read_video(
                 break
         if not buffer.n:
             raise file_error(path, "video has no frames")
+        if max_frames is None:
+            check_frame_count(path, buffer.n, estimate, file_fps)
         frames = buffer.frames()
         if fps is None:
             fps = file_fps
@@ -162,6 +212,103 @@ def read_video(
         raise file_error(path, f"invalid frame rate {fps!r}")
     log.debug("read %s: %d frames of %dx%d at %.3f fps", path, *frames.shape[:3], fps)
     return frames, float(fps)
+
+
+class VideoFrames:
+    """A video file or folder of images read in blocks of frames, one decoding pass per `blocks` call.
+
+    Attributes:
+      path: the file or folder.
+      fps: frame rate in Hz (the given one, else the container's).
+      num_frames: frames decoded by the last complete pass (None before the first).
+    """
+
+    def __init__(self, path: str | os.PathLike, fps: float | None = None):
+        """Opens the source once to check it and read its frame rate.
+
+        Raises:
+          UserError: missing path, empty or undecodable file, an image folder without `fps`, an invalid
+            frame rate.
+        """
+        self.path = Path(path)
+        self.num_frames: int | None = None
+        self._declared = 0
+        if not self.path.exists():
+            raise file_error(self.path, "no such file or folder")
+        if self.path.is_dir():
+            if fps is None:
+                raise file_error(self.path, "a folder of images has no frame rate; give fps")
+            self._files = _image_files(self.path)
+        else:
+            if self.path.stat().st_size == 0:
+                raise file_error(self.path, "file is empty")
+            self._files = None
+            gen = _iter_ffmpeg(self.path)
+            file_fps, self._declared = next(gen)
+            gen.close()
+            fps = file_fps if fps is None else fps
+        if not (math.isfinite(fps) and fps > 0):
+            raise file_error(self.path, f"invalid frame rate {fps!r}")
+        self.fps = float(fps)
+
+    def _frames(self) -> Iterator[tuple[np.ndarray, object]]:
+        """(H, W, 3) uint8 frames with the file each came from."""
+        if self._files is not None:
+            for f in self._files:
+                yield _read_image(f), f
+            return
+        gen = _iter_ffmpeg(self.path)
+        next(gen)
+        try:
+            for frame in gen:
+                yield _as_rgb_u8(frame, self.path), self.path
+        finally:
+            gen.close()
+
+    def blocks(self, size: int = 64) -> Iterator[np.ndarray]:
+        """Decodes the whole source once, yielding (n, H, W, 3) uint8 blocks of `size` frames (the last one
+        shorter).
+
+        Every block is a view of one buffer that the next block overwrites (a new allocation per block
+        fragments the heap under `runtime`'s allocator settings): copy what must outlive the block.
+
+        Raises:
+          UserError: no frames, frames of different sizes, a pass that decodes a different number of
+            frames than the previous one (the file changed).
+        """
+        buf, k, n = None, 0, 0
+        for frame, source in self._frames():
+            if buf is None:
+                buf = np.empty((size, *frame.shape), np.uint8)
+            elif frame.shape != buf.shape[1:]:
+                raise file_error(source, f"frame {n} has size {frame.shape[:2]}, the first frame {buf.shape[1:3]}")
+            buf[k] = frame
+            k, n = k + 1, n + 1
+            if k == size:
+                yield buf
+                k = 0
+        if k:
+            yield buf[:k]
+        if not n:
+            raise file_error(self.path, "video has no frames")
+        if self.num_frames is None:
+            check_frame_count(self.path, n, self._declared, self.fps)
+        elif n != self.num_frames:
+            raise file_error(self.path, f"decoded {n} frames, {self.num_frames} in the previous pass (the file "
+                                        "changed while it was read)")
+        self.num_frames = n
+
+
+class ArrayFrames:
+    """Decoded (T, H, W, 3) uint8 frames behind `VideoFrames`' interface (blocks are views, no copies)."""
+
+    def __init__(self, frames: np.ndarray, fps: float, path: str = "<frames>"):
+        self.frames, self.fps, self.path = frames, float(fps), path
+        self.num_frames = int(frames.shape[0])
+
+    def blocks(self, size: int = 64) -> Iterator[np.ndarray]:
+        for start in range(0, self.num_frames, size):
+            yield self.frames[start : start + size]
 
 
 def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float, lossless: bool = False) -> None:

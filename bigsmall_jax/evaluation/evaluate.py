@@ -136,29 +136,119 @@ def predict_frames(
     Raises:
       UserError: no frames, Big and Small of different lengths, or frames of the wrong size for the model.
     """
+    _check_frames(model.config, big, small, batch_clips)
+    return predict_stream(model, variables, [(big, small)], int(big.shape[0]), batch_clips, big_transform,
+                          progress, desc, forward)
+
+
+def _take(pending: list[np.ndarray], n: int) -> np.ndarray:
+    """Removes the first `n` frames from a list of (m_i, ...) arrays and returns them as one array (a view
+    when they lie in one array)."""
+    if len(pending[0]) >= n:
+        out, pending[0] = pending[0][:n], pending[0][n:]
+    else:
+        parts, got = [], 0
+        while got < n:
+            part = pending[0][: n - got]
+            parts.append(part)
+            got += len(part)
+            pending[0] = pending[0][len(part):]
+            if not len(pending[0]):
+                pending.pop(0)
+        out = np.concatenate(parts)
+    if pending and not len(pending[0]):
+        pending.pop(0)
+    return out
+
+
+def predict_stream(
+    model: BigSmall,
+    variables,
+    blocks: Iterable[tuple[np.ndarray, np.ndarray]],
+    num_frames: int,
+    batch_clips: int = 16,
+    big_transform: Callable[[np.ndarray], np.ndarray] | None = None,
+    progress: bool | None = False,
+    desc: str = "model",
+    forward: Callable | None = None,
+) -> tuple[dict[str, np.ndarray], int]:
+    """`predict_frames` over a video that arrives in consecutive blocks, holding at most two batches of
+    model inputs at a time.
+
+    Args:
+      model, variables, batch_clips, big_transform, progress, desc, forward: as in `predict_frames`.
+      blocks: (big, small) pairs of consecutive frames, (n, B, B, 3) and (n, S, S, 3), any n >= 1 (the
+        same in both), in time order.
+      num_frames: T, the frames of all blocks together (it fixes the batch size, as `predict_frames` does).
+
+    Returns:
+      As `predict_frames`: the outputs equal those of one call on the whole arrays.
+
+    Raises:
+      UserError: as `predict_frames`; blocks that do not add up to `num_frames`.
+    """
     config = model.config
-    _check_frames(config, big, small, batch_clips)
-    t = int(big.shape[0])
-    n_seg = config.n_segment
-    big, n_pad = pad_to_segments(big, n_seg)
-    small, _ = pad_to_segments(small, n_seg)
-    n_clips = big.shape[0] // n_seg
-    per_batch = _bucket(n_clips, int(batch_clips)) * n_seg
+    n_seg, t = config.n_segment, int(num_frames)
+    n_pad = (-t) % n_seg
+    per_batch = _bucket((t + n_pad) // n_seg, int(batch_clips)) * n_seg
     forward = forward or _forward(config)
-    outputs: list[dict[str, jax.Array]] = []
-    for start in tqdm(range(0, big.shape[0], per_batch), desc=desc, unit="batch", leave=False,
-                      disable=None if progress is None else not progress):
-        b = big[start : start + per_batch]
+    # Outputs are copied into arrays allocated up front as batches complete: no allocation outlives a batch
+    # (long-lived small buffers between the large ones made the heap grow with the video's length).
+    result = {task: np.empty((t + n_pad, n), np.float32) for task, n in config.heads}
+    in_flight: list[tuple[int, dict[str, jax.Array]]] = []  # (first frame, outputs) of dispatched batches
+    done = 0
+    pending: list[list[np.ndarray]] = [[], []]  # big, small frames not yet run
+    n_pending = seen = 0
+
+    def run(n: int) -> None:
+        nonlocal done
+        b, s = (_take(p, n) for p in pending)
+        if len(in_flight) >= 2:  # bound the inputs waiting in the dispatch queue
+            collect(in_flight.pop(0))
         b = _zero_fill(np.asarray(big_transform(b) if big_transform is not None else b, np.float32), per_batch)
-        s = _zero_fill(np.asarray(small[start : start + per_batch], np.float32), per_batch)
+        s = _zero_fill(np.asarray(s, np.float32), per_batch)
         # Dispatch is asynchronous: the next batch is prepared on the host while this one runs.
-        outputs.append(forward(variables, b, s))
-    outputs = jax.device_get(outputs)
-    result = {}
-    for task, _ in config.heads:
-        y = np.concatenate([o[task] for o in outputs])[:t].astype(np.float32)
-        result[task] = y[:, 0] if task != "au" else y
-    return result, n_pad
+        in_flight.append((done, forward(variables, b, s)))
+        done += n
+
+    def collect(batch: tuple[int, dict[str, jax.Array]]) -> None:
+        start, out = batch
+        for task in result:
+            y = np.asarray(out[task])
+            n = min(len(y), t + n_pad - start)
+            result[task][start : start + n] = y[:n]
+
+    bar = tqdm(total=-(-(t + n_pad) // per_batch), desc=desc, unit="batch", leave=False,
+               disable=None if progress is None else not progress)
+    for big, small in blocks:
+        if len(big) != len(small):
+            raise UserError(f"a block has {len(big)} Big frames but {len(small)} Small frames")
+        if not len(big):
+            continue
+        _check_frames(config, big, small, batch_clips)
+        seen += len(big)
+        if seen > t:
+            raise UserError(f"the blocks hold more than the {t} frames announced")
+        pending[0].append(big)
+        pending[1].append(small)
+        n_pending += len(big)
+        while n_pending >= per_batch:
+            run(per_batch)
+            n_pending -= per_batch
+            bar.update()
+    if seen != t:
+        raise UserError(f"the blocks hold {seen} frames, not the {t} announced")
+    if n_pad:  # the last frame repeated to fill the last clip
+        for p in pending:
+            p.append(np.repeat(p[-1][-1:], n_pad, axis=0))
+        n_pending += n_pad
+    if n_pending:
+        run(n_pending)
+        bar.update()
+    bar.close()
+    for batch in in_flight:
+        collect(batch)
+    return {task: y[:t, 0] if task != "au" else y[:t] for task, y in result.items()}, n_pad
 
 
 def _label(labels: Mapping[str, np.ndarray], key: str, t: int, video_id: str) -> np.ndarray | None:

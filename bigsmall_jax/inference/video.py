@@ -2,19 +2,22 @@
 
 The whole pipeline of the paper, on a video file (anything FFmpeg decodes) or a folder of images:
 
-1. read every frame (`video_io.read_video`; the frame rate from the file unless given);
-2. face crop (`preprocess.face_boxes`: OpenCV's Haar cascade on the first frame by default, enlarged 1.5x
-   and squared, the paper's recipe), or the whole frame when the video is already a face crop;
+1. the frames, decoded in blocks (`video_io.VideoFrames` for a file, `video_io.ArrayFrames` for frames in
+   memory); the frame rate from the file unless given;
+2. face crop (OpenCV's Haar cascade on the first frame by default, enlarged 1.5x and squared, the paper's
+   recipe; `preprocess.face_boxes`' logic), or the whole frame when the video is already a face crop;
 3. the crops resized to the model's Big size (INTER_AREA), then Big (standardized) and Small
-   (diff-normalized) frames by `preprocess.preprocess_recording`;
+   (diff-normalized) frames with the statistics of the whole video (`datasets.stream`: a statistics pass,
+   then a pass that feeds the model), equal to `preprocess.preprocess_recording`'s;
 4. clips of the model's ``n_segment`` frames; when the frame count is not a multiple of it, the last frame
    is repeated to fill the last clip and the outputs of those frames are dropped again (reported as
    ``n_padded_frames``);
 5. the jitted model (or an exported ONNX file in ONNX Runtime, `runners.OnnxRunner`), in batches of
-   clips (`evaluation.evaluate.predict_frames`), and the rates of its waves (`signals.wave_to_rate`), with
-   their quality, the pulse's beats and HRV and, when asked, rates over sliding windows (`inference.physio`,
-   `inference.windows`).
+   clips (`evaluation.evaluate.predict_stream`), and the rates of its waves (`signals.wave_to_rate`), none
+   when no pixel of the face crop ever changes (`_unreliable_rates`), with their quality, the pulse's beats
+   and HRV and, when asked, rates over sliding windows (`inference.physio`, `inference.windows`).
 
+A file is never held whole in memory: one block of decoded frames, the per-frame boxes and the outputs.
 `infer_video` runs it from a file, `result_document` makes the JSON document, `plot_inference` the figure
 and `write_outputs` writes both (``python -m bigsmall_jax.infer``).
 """
@@ -40,24 +43,18 @@ from bigsmall_jax import files
 from bigsmall_jax.checkpoints.load import load_checkpoint
 from bigsmall_jax.checkpoints.model_dir import read_config
 from bigsmall_jax.checkpoints.published import is_published
-from bigsmall_jax.datasets.face import crop_frames
-from bigsmall_jax.datasets.preprocess import (
-    PreprocessConfig,
-    PreprocessedVideo,
-    face_boxes,
-    preprocess_recording,
-    resize_area,
-    standardize_big,
-)
-from bigsmall_jax.datasets.recording import AU_NAMES, Recording
-from bigsmall_jax.datasets.video_io import read_video
+from bigsmall_jax.datasets.face import NoFaceError
+from bigsmall_jax.datasets.preprocess import PreprocessConfig, crop_resize_u8, standardize_big
+from bigsmall_jax.datasets.recording import AU_NAMES
+from bigsmall_jax.datasets.stream import BLOCK_FRAMES, ScannedVideo, scan_video
+from bigsmall_jax.datasets.video_io import ArrayFrames, VideoFrames
 from bigsmall_jax.errors import UserError, file_error
 from bigsmall_jax.evaluation import signals
-from bigsmall_jax.evaluation.evaluate import predict_frames
+from bigsmall_jax.evaluation.evaluate import predict_stream
 from bigsmall_jax.figures import new_figure, save_png
 from bigsmall_jax.inference import physio as physio_lib
 from bigsmall_jax.inference.runners import OnnxRunner, check_runtime
-from bigsmall_jax.inference.windows import window_bounds, window_estimates
+from bigsmall_jax.inference.windows import WindowStream
 from bigsmall_jax.runtime import configure_cpu_runtime
 
 log = logging.getLogger(__name__)
@@ -78,7 +75,8 @@ class Inference:
       face_crop: the crop mode used ("first", "every", "median" or "none").
       outputs: the model's heads: "bvp", "resp" (T,) float32 diff-normalized waves, "au" (T, n_au) logits.
       hr_bpm, rr_bpm: rates from the waves (None: no such head, or the video is too short for the band).
-      seconds: wall time of each stage ("preprocess", "model", "rates").
+      seconds: wall time of each stage: "preprocess" (the face-box and statistics passes, decoding
+        included), "model" (the last pass: decoding, Big and Small frames and the model), "rates".
       physio: rate quality, beats and HRV, and windows (`inference.physio.Physiology`).
     """
 
@@ -118,7 +116,7 @@ def crop_and_resize(frames: np.ndarray, boxes: np.ndarray, size: int, progress: 
     for start in tqdm(range(0, frames.shape[0], _BLOCK), desc="face crop", unit="block", leave=False,
                       disable=None if progress is None else not progress):
         stop = min(frames.shape[0], start + _BLOCK)
-        out[start:stop] = resize_area(crop_frames(frames[start:stop], boxes[start:stop]), size).astype(np.uint8)
+        out[start:stop] = crop_resize_u8(frames[start:stop], boxes[start:stop], size)
     return out
 
 
@@ -132,40 +130,100 @@ def _rate(wave: np.ndarray, fps: float, kind: str) -> float | None:
         return None
 
 
-def _check_frames(frames: np.ndarray, fps: float, face_crop: str, n_segment: int, source: str) -> None:
-    """Raises `UserError` for an unknown crop mode, a frame rate that is not positive, or fewer than
-    `n_segment` frames."""
+def _check_mode(fps: float, face_crop: str, source: str) -> None:
+    """Raises `UserError` for an unknown crop mode or a frame rate that is not positive."""
     if face_crop not in (*CROP_MODES, "none"):
         raise UserError(f"unknown face crop mode {face_crop!r}; valid: {', '.join(CROP_MODES)}, none")
     if not (math.isfinite(fps) and fps > 0):
         raise file_error(source, f"frame rate must be a positive number of frames per second, got {fps!r}")
-    if frames.shape[0] < n_segment:
-        raise file_error(source, f"has {frames.shape[0]} frame(s), fewer than one clip of {n_segment} frames the "
+
+
+def _check_length(t: int, n_segment: int, source: str) -> None:
+    """Raises `UserError` for fewer than `n_segment` frames."""
+    if t < n_segment:
+        raise file_error(source, f"has {t} frame(s), fewer than one clip of {n_segment} frames the "
                                  "model takes (n_segment)")
 
 
-def _preprocess(frames: np.ndarray, fps: float, pp: PreprocessConfig, source: str,
-                progress: bool | None) -> tuple[np.ndarray, PreprocessedVideo]:
-    """Face boxes and Big/Small frames of a video.
-
-    Returns:
-      ((T, 4) int64 crop boxes (x, y, w, h), the preprocessed video: uint8 Big frames with their
-      standardization statistics and float32 Small frames).
+def _scan(frames: VideoFrames | ArrayFrames, pp: PreprocessConfig, source: str,
+          progress: bool | None) -> ScannedVideo:
+    """The face-box and statistics passes (`stream.scan_video`).
 
     Raises:
-      UserError: no face found (suggesting --no-face-crop).
+      UserError: no face found (suggesting --no-face-crop), and the source's errors.
     """
     try:
-        boxes = face_boxes(frames, pp, source)
-    except UserError as e:
+        return scan_video(frames, pp, source, progress=progress)
+    except NoFaceError as e:
         raise file_error(source, "no face found by the Haar cascade"
                                  + (" in the first frame" if pp.face_crop == "first" else "")
                                  + "; if the video is already cropped to the face, pass --no-face-crop") from e
-    # Crop + resize once here (the boxes are also reported); the 'none' crop of preprocessing then sees frames
-    # of exactly the Big size, which INTER_AREA copies unchanged: the same result as cropping inside it.
-    crops = crop_and_resize(frames, boxes, pp.big_size, progress)
-    rec = Recording(name=Path(source).stem, subject="", frames=crops, fps=float(fps), source=source)
-    return boxes, preprocess_recording(rec, dataclasses.replace(pp, face_crop="none"))
+
+
+def _unreliable_rates(video: ScannedVideo, source: str) -> str | None:
+    """Why no rate can be measured from a video, or None.
+
+    The rates come from frame-to-frame change: the Small frames are normalized frame differences and the
+    waves are per-frame changes. When no pixel of the face crops ever changes (the std of the frame
+    differences is 0: a blank, frozen or constant video), the model still outputs waves, a pattern of its
+    clip structure with no physiological content, and any rate read from them is meaningless.
+    """
+    if video.diff_std == 0.0:
+        return f"{source}: no pixel of the face crop changes from frame to frame (a blank or frozen video)"
+    return None
+
+
+def _infer(model, variables, frames: VideoFrames | ArrayFrames, face_crop: str | None, crop_every: int,
+           batch_clips: int, source: str, progress: bool | None, forward=None, window_s: float | None = None,
+           stride_s: float | None = None) -> tuple[Inference, np.ndarray]:
+    """`infer_frames` on any frame source; also returns (H, W, 3) uint8 frame 0. Windows (`window_s`) are
+    estimated from the Big crops of the model's pass as they go by (`windows.WindowStream`)."""
+    config = model.config
+    face_crop = face_crop or "none"
+    _check_mode(frames.fps, face_crop, source)
+    start = time.perf_counter()
+    pp = PreprocessConfig(big_size=config.big_size, small_size=config.small_size, face_crop=face_crop,
+                          crop_every=int(crop_every), n_segment=config.n_segment)
+    video = _scan(frames, pp, source, progress)
+    t = video.num_frames
+    _check_length(t, config.n_segment, source)
+    seconds = {"preprocess": time.perf_counter() - start}
+
+    windows = None
+    if window_s is not None:
+        stride_s = stride_s if stride_s is not None else window_s
+        windows = WindowStream(model, variables, t, frames.fps, window_s, stride_s, source, forward)
+
+    def blocks():
+        for big, small in video.blocks(progress):
+            if windows is not None:
+                windows.push(big)
+            yield big, small
+
+    start = time.perf_counter()
+    standardize = lambda b: standardize_big(b, video.big_mean, video.big_std)
+    outputs, n_pad = predict_stream(model, variables, blocks(), t, batch_clips,
+                                    big_transform=standardize, progress=progress, desc="model", forward=forward)
+    seconds["model"] = time.perf_counter() - start
+    start = time.perf_counter()
+    result = Inference(fps=float(frames.fps), num_frames=t, n_padded_frames=n_pad, boxes=video.boxes,
+                       face_crop=face_crop, outputs=outputs, seconds=seconds)
+    reason = _unreliable_rates(video, source)
+    if reason is not None and ({"bvp", "resp"} & set(outputs)):
+        log.warning("%s; no heart or respiration rate is reported", reason)
+    elif reason is None:
+        if "bvp" in outputs:
+            result.hr_bpm = _rate(outputs["bvp"], frames.fps, "hr")
+        if "resp" in outputs:
+            result.rr_bpm = _rate(outputs["resp"], frames.fps, "rr")
+    waves = outputs if reason is None else {k: v for k, v in outputs.items() if k not in ("bvp", "resp")}
+    result.physio = physio_lib.physiology(waves, frames.fps, windows.estimates if windows else None,
+                                        window_s, stride_s)
+    seconds["rates"] = time.perf_counter() - start
+    if n_pad:
+        log.info("%s: %d frames are not a whole number of %d-frame clips; repeated the last frame %d time(s) "
+                 "and dropped those outputs", source, t, config.n_segment, n_pad)
+    return result, video.first_frame
 
 
 def infer_frames(model, variables, frames: np.ndarray, fps: float, face_crop: str | None = "first",
@@ -192,40 +250,10 @@ def infer_frames(model, variables, frames: np.ndarray, fps: float, face_crop: st
       UserError: too few frames, bad fps, no face found (suggesting --no-face-crop), a video shorter
         than the window.
     """
-    config = model.config
-    face_crop = face_crop or "none"
-    _check_frames(frames, fps, face_crop, config.n_segment, source)
-    t = int(frames.shape[0])
-    if window_s is not None:
-        window_bounds(t, fps, window_s, stride_s if stride_s is not None else window_s, source)
-    start = time.perf_counter()
-    pp = PreprocessConfig(big_size=config.big_size, small_size=config.small_size, face_crop=face_crop,
-                          crop_every=int(crop_every), n_segment=config.n_segment)
-    boxes, video = _preprocess(frames, fps, pp, source, progress)
-    seconds = {"preprocess": time.perf_counter() - start}
-
-    start = time.perf_counter()
-    standardize = lambda b: standardize_big(b, video.big_mean, video.big_std)
-    outputs, n_pad = predict_frames(model, variables, video.big_u8, video.small, batch_clips,
-                                    big_transform=standardize, progress=progress, desc="model", forward=forward)
-    seconds["model"] = time.perf_counter() - start
-    start = time.perf_counter()
-    result = Inference(fps=float(fps), num_frames=t, n_padded_frames=n_pad, boxes=boxes, face_crop=face_crop,
-                       outputs=outputs, seconds=seconds)
-    if "bvp" in outputs:
-        result.hr_bpm = _rate(outputs["bvp"], fps, "hr")
-    if "resp" in outputs:
-        result.rr_bpm = _rate(outputs["resp"], fps, "rr")
-    windows = None
-    if window_s is not None:
-        stride_s = stride_s if stride_s is not None else window_s
-        windows = window_estimates(model, variables, video.big_u8, fps, window_s, stride_s, source, forward)
-    result.physio = physio_lib.physiology(outputs, fps, windows, window_s, stride_s)
-    seconds["rates"] = time.perf_counter() - start
-    if n_pad:
-        log.info("%s: %d frames are not a whole number of %d-frame clips; repeated the last frame %d time(s) "
-                 "and dropped those outputs", source, t, config.n_segment, n_pad)
-    return result
+    _check_mode(fps, face_crop or "none", source)
+    _check_length(frames.shape[0], model.config.n_segment, source)
+    return _infer(model, variables, ArrayFrames(frames, fps, source), face_crop, crop_every, batch_clips,
+                  source, progress, forward, window_s, stride_s)[0]
 
 
 def result_document(result: Inference, video: str = "", checkpoint: str = "") -> dict[str, Any]:
@@ -294,7 +322,8 @@ def _draw_wave(ax: Axes, result: Inference, kind: str, t: np.ndarray) -> None:
     if kind == "bvp" and result.physio is not None and label.startswith("band"):
         physio_lib.draw_beats(ax, result.physio, shown, result.fps)
     name = "pulse" if kind == "bvp" else "respiration"
-    title = f"{name}: {rate:.1f} {unit}" if rate is not None else f"{name}: rate n/a (video too short)"
+    missing = f"{name}: rate n/a (too short or no change; see the log)"
+    title = f"{name}: {rate:.1f} {unit}" if rate is not None else missing
     ax.set_title(title + (physio_lib.quality_note(result.physio, rate_kind) if result.physio else ""))
     ax.set_ylabel("a.u.")
     ax.legend(loc="upper right", fontsize="x-small")
@@ -358,10 +387,13 @@ def infer_video(video: str | os.PathLike, checkpoint: str | os.PathLike, fps: fl
                 face_crop: str | None = "first", crop_every: int = 30, batch_clips: int = 16,
                 window_s: float | None = None, stride_s: float | None = None,
                 runtime: str = "jax") -> tuple[Inference, np.ndarray]:
-    """Reads a video (file or folder of images), loads a checkpoint and runs `infer_frames`.
+    """Runs `infer_frames`' pipeline on a video file or folder of images, in bounded memory.
 
-    The video is decoded before JAX starts (FFmpeg runs in a subprocess), then the XLA:CPU presets for
-    inference are set (`runtime.configure_cpu_runtime`; GPU/TPU unaffected).
+    The video is never held whole: it is decoded block by block, for the face box (a whole pass for
+    "every" / "median", else frame 0), for the statistics of the recipe, and once more into the model
+    (`bigsmall_jax.datasets.stream`); the results equal `infer_frames` on the decoded frames. The XLA:CPU
+    presets for inference are set before the model loads (`runtime.configure_cpu_runtime`; GPU/TPU
+    unaffected).
 
     Args:
       video: the video file or image folder.
@@ -373,14 +405,12 @@ def infer_video(video: str | os.PathLike, checkpoint: str | os.PathLike, fps: fl
         ONNX Runtime, `runners.OnnxRunner`).
 
     Returns:
-      (the inference, its ``seconds`` also holding ``load_checkpoint``, ``read_video`` and
-      ``total_without_checkpoint``; (H, W, 3) uint8 frame 0 of the video).
+      (the inference, its ``seconds`` also holding ``load_checkpoint`` and ``total_without_checkpoint``
+      (decoding is part of ``preprocess`` and ``model``); (H, W, 3) uint8 frame 0 of the video).
     """
     check_runtime(runtime, checkpoint)
     checkpoint = check_checkpoint(checkpoint)
-    start = time.perf_counter()
-    frames, fps = read_video(video, fps=fps)
-    read_s = time.perf_counter() - start
+    frames = VideoFrames(video, fps=fps)  # opened once here: a bad video fails before the model loads
     configure_cpu_runtime(purpose="infer")
     start = time.perf_counter()
     if runtime == "onnx":
@@ -388,14 +418,15 @@ def infer_video(video: str | os.PathLike, checkpoint: str | os.PathLike, fps: fl
     else:
         model, variables = load_checkpoint(checkpoint)
     load_s = time.perf_counter() - start
-    log.info("%s: %d frames of %dx%d at %.3f fps (%.1f s)", video, frames.shape[0], frames.shape[2],
-             frames.shape[1], fps, frames.shape[0] / fps)
-    result = infer_frames(model, variables, frames, fps, face_crop, crop_every, batch_clips,
-                          source=os.fspath(video), window_s=window_s, stride_s=stride_s,
-                          forward=model if runtime == "onnx" else None)
-    result.seconds = {"load_checkpoint": load_s, "read_video": read_s, **result.seconds}
+    log.info("%s: %.3f fps; decoding in blocks of %d frames", video, frames.fps, BLOCK_FRAMES)
+    result, frame0 = _infer(model, variables, frames, face_crop, crop_every, batch_clips, os.fspath(video),
+                            progress=None, forward=model if runtime == "onnx" else None, window_s=window_s,
+                            stride_s=stride_s)
+    log.info("%s: %d frames of %dx%d (%.1f s)", video, result.num_frames, frame0.shape[1], frame0.shape[0],
+             result.num_frames / result.fps)
+    result.seconds = {"load_checkpoint": load_s, **result.seconds}
     result.seconds["total_without_checkpoint"] = sum(v for k, v in result.seconds.items() if k != "load_checkpoint")
-    return result, frames[0]
+    return result, frame0
 
 
 def write_outputs(doc: dict, output: Path, result: Inference | None = None, frame: np.ndarray | None = None,

@@ -237,22 +237,42 @@ class WindowModel:
             au_probs=probs)
 
 
+class WindowStream:
+    """Estimates of every window (`window_bounds`) of a video whose (B, B, 3) uint8 face crops arrive in
+    order, a block at a time (`push`); only the last window's frames are kept (`FrameBuffer`).
+
+    Attributes:
+      estimates: the `WindowEstimate` of each window completed so far, in time order.
+    """
+
+    def __init__(self, model: BigSmall, variables, num_frames: int, fps: float, window_s: float,
+                 stride_s: float, source: str = "<video>", forward=None):
+        bounds = window_bounds(num_frames, fps, window_s, stride_s, source)
+        self.runner = WindowModel(model, variables, forward)
+        self.fps, self.size = fps, bounds[0][1] - bounds[0][0]
+        self.buffer = FrameBuffer(self.size, model.config.big_size, model.config.small_size)
+        self.starts = {stop: start for start, stop in bounds}
+        self.seen = 0
+        self.estimates: list[WindowEstimate] = []
+
+    def push(self, crops_u8: np.ndarray) -> None:
+        """Adds the next (n, B, B, 3) uint8 crops; runs the windows that end among them."""
+        for crop in crops_u8:
+            self.buffer.push(crop)
+            self.seen += 1
+            if self.seen in self.starts:
+                self.estimates.append(self.runner.estimate(*self.buffer.window(self.size), self.fps,
+                                                           start_frame=self.starts[self.seen]))
+
+
 def window_estimates(model: BigSmall, variables, crops_u8: np.ndarray, fps: float, window_s: float,
                      stride_s: float, source: str = "<video>", forward=None) -> list[WindowEstimate]:
     """Estimates of every window of a video's (T, B, B, 3) uint8 face crops (`window_bounds`); `forward` as
     in `WindowModel`."""
-    bounds = window_bounds(crops_u8.shape[0], fps, window_s, stride_s, source)
-    runner = WindowModel(model, variables, forward)
-    c = model.config
-    n = bounds[0][1] - bounds[0][0]
-    buffer = FrameBuffer(n, c.big_size, c.small_size)
-    out = []
-    starts = {stop: start for start, stop in bounds}
-    for t, crop in enumerate(crops_u8):
-        buffer.push(crop)
-        if t + 1 in starts:
-            out.append(runner.estimate(*buffer.window(n), fps, start_frame=starts[t + 1]))
-    return out
+    stream = WindowStream(model, variables, len(crops_u8), fps, window_s, stride_s, source, forward)
+    stream.push(crops_u8)
+    return stream.estimates
 
 
-__all__ = ["AU_THRESHOLD", "FrameBuffer", "WindowEstimate", "WindowModel", "window_bounds", "window_estimates"]
+__all__ = ["AU_THRESHOLD", "FrameBuffer", "WindowEstimate", "WindowModel", "WindowStream", "window_bounds",
+           "window_estimates"]

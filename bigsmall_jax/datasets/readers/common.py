@@ -8,7 +8,7 @@ logged when that is more than one second).
 
 from __future__ import annotations
 
-import logging
+import math
 import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -18,8 +18,6 @@ import numpy as np
 
 from bigsmall_jax.datasets.recording import Recording
 from bigsmall_jax.errors import file_error
-
-log = logging.getLogger(__name__)
 
 
 class Reader(NamedTuple):
@@ -78,12 +76,79 @@ def au_codes_to_labels(codes: np.ndarray) -> np.ndarray:
     return np.where((codes == 0) | (codes == 1), codes, np.nan).astype(np.float32)
 
 
+# Seconds of video at either end that labels may leave uncovered (their end values are held there).
+MAX_UNLABELLED_S = 1.0
+
+
+def _span_problem(label_span: float, video_span: float) -> str | None:
+    """Why timestamps spanning `label_span` seconds cannot belong to frames spanning `video_span`, or None.
+
+    They may differ by a second or 10% (sampling grids, a label stream started early); more means a
+    retimed video, a wrong frame rate, labels of part of the video or of another video, or times in other
+    units: 1000x (800-1200x) is named as milliseconds.
+    """
+    if abs(label_span - video_span) <= max(MAX_UNLABELLED_S, 0.1 * video_span):
+        return None
+    ratio = label_span / video_span if video_span > 0 else math.inf
+    hint = "; are they in milliseconds? (time_s must be seconds)" if 800 <= ratio <= 1200 else (
+        " (a retimed video, a wrong frame rate, labels of only part of the video, or of another video)")
+    return f"the label times span {label_span:.6g} s but the video {video_span:.6g} s{hint}"
+
+
+def check_label_times(sample_times: np.ndarray, frame_times: np.ndarray, name: str, path: object) -> None:
+    """Refuses label timestamps that do not fit the frames they are resampled to.
+
+    Args:
+      sample_times: (N,) label times (s), increasing.
+      frame_times: (T,) frame times (s), index / fps.
+      name: the label, for the message.
+
+    Raises:
+      UserError: spans that differ by more than a second and 10% (`_span_problem`: e.g. times in
+        milliseconds, or a video retimed against its labels, which would use only part of them), or
+        labels that leave more than `MAX_UNLABELLED_S` of the video uncovered (the rest would be made up
+        by holding the end values).
+    """
+    st, ft = np.asarray(sample_times, np.float64), np.asarray(frame_times, np.float64)
+    step = float(ft[1] - ft[0]) if ft.size > 1 else 0.0
+    problem = _span_problem(float(st[-1] - st[0]), float(ft[-1] - ft[0]) + step)
+    if problem is not None:
+        raise file_error(path, f"{name!r}: {problem}")
+    before, after = float(st[0] - ft[0]), float(ft[-1] - st[-1])
+    if max(before, after) > MAX_UNLABELLED_S:
+        raise file_error(path, f"{name!r}: the labels cover {st[0]:.2f}-{st[-1]:.2f} s but the frames span "
+                               f"{ft[0]:.2f}-{ft[-1]:.2f} s; {max(before, 0) + max(after, 0):.2f} s of the video "
+                               "have no label (trim the video to the labelled part)")
+
+
+def check_frame_times(time_s: np.ndarray, fps: float, path: object) -> None:
+    """Refuses a per-frame label table whose ``time_s`` column does not advance at the video's frame rate.
+
+    Args:
+      time_s: (T,) the column, one row per frame.
+      fps: the video's frame rate (Hz).
+
+    Raises:
+      UserError: non-finite times, or a span unlike the frames' (`_span_problem`: milliseconds, a retimed
+        video).
+    """
+    t = np.asarray(time_s, np.float64)
+    if t.size < 2:
+        return
+    if not np.all(np.isfinite(t)):
+        raise file_error(path, "'time_s' has NaN/inf values")
+    problem = _span_problem(float(t[-1] - t[0]), (t.size - 1) / fps)
+    if problem is not None:
+        raise file_error(path, f"'time_s': {problem}")
+
+
 def resample_to_frames(sample_times: np.ndarray, values: np.ndarray, frame_times: np.ndarray,
                        name: str, path: object, nearest: bool = False) -> np.ndarray:
     """Values sampled at `sample_times` (s, increasing) -> values at `frame_times` (s).
 
     Linear interpolation (or the nearest sample, for codes such as AUs), the end samples held outside
-    the sampled range; NaN samples are a `UserError` unless `nearest` (codes may be missing).
+    the sampled range (at most `MAX_UNLABELLED_S`); NaN samples are a `UserError` unless `nearest` (codes
+    may be missing). The times are checked against the frames first (`check_label_times`).
     """
     st = np.asarray(sample_times, np.float64)
     v = np.asarray(values, np.float64)
@@ -95,10 +160,7 @@ def resample_to_frames(sample_times: np.ndarray, values: np.ndarray, frame_times
         raise file_error(path, f"label {name!r} has NaN/inf values (first at sample "
                                f"{int(np.flatnonzero(~np.isfinite(v))[0])})")
     ft = np.asarray(frame_times, np.float64)
-    outside = max(st[0] - ft[0], ft[-1] - st[-1], 0.0)
-    if outside > 1.0:
-        log.warning("%s: %r covers %.2f-%.2f s but the frames span %.2f-%.2f s; end values held",
-                    path, name, st[0], st[-1], ft[0], ft[-1])
+    check_label_times(st, ft, name, path)
     if not nearest:
         return np.interp(ft, st, v)
     idx = np.clip(np.searchsorted(st, ft), 1, st.size - 1) if st.size > 1 else np.zeros(ft.size, int)

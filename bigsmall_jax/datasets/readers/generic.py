@@ -4,7 +4,9 @@ Layout under `root`: any video file ``<stem>.mp4`` (or .avi, .mkv, ...) with an 
 labels (columns among ``bvp``, ``resp``, ``hr_bpm``, ``rr_bpm`` and the AU names of `AU_NAMES`; ``frame``
 and ``time_s`` are bookkeeping; ``face_x, face_y, face_w, face_h`` give a known face box; any other numeric
 column goes to `Recording.extra`). A CSV with one row per frame is used as is; otherwise it needs a
-``time_s`` column and is resampled to the frame times (linear; nearest sample for AUs). Subject: from
+``time_s`` column (seconds) and is resampled to the frame times (linear; nearest sample for AUs). Label
+times that do not fit the video (milliseconds, a retimed video, labels covering only part of it) are an
+error (`common.check_label_times`, `common.check_frame_times`). Subject: from
 ``subject_map``, else ``subjects.csv`` in `root` (columns ``name,subject``), else the file stem.
 """
 
@@ -23,6 +25,7 @@ import numpy as np
 from bigsmall_jax.datasets.readers.common import (
     Reader,
     au_codes_to_labels,
+    check_frame_times,
     dataset_root,
     per_frame,
     resample_to_frames,
@@ -108,6 +111,9 @@ def generic_labels(table: dict[str, np.ndarray], t: int, fps: float, path: Path)
         def col(name, nearest=False):
             return resample_to_frames(st, table[name], ft, name, path, nearest=nearest)
     else:
+        if "time_s" in table:
+            check_frame_times(table["time_s"], fps, path)
+
         def col(name, nearest=False):
             return per_frame(table[name], name, t, path, allow_nan=nearest)
 

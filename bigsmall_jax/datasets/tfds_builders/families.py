@@ -237,6 +237,25 @@ _CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(BigSmallConfig)
                        if f.name not in {g.name for g in dataclasses.fields(tfds.core.BuilderConfig)})
 
 
+def _like(value: Any, default: Any) -> Any:
+    """`value` in the type of `default` where nothing is lost (2 -> 2.0 for a float setting, 2.0 -> 2 for
+    an int one, lists -> tuples element by element, like the default's first element when the lengths
+    differ), so that equal settings hash alike; else unchanged."""
+    if isinstance(value, bool) or isinstance(default, bool):
+        return value
+    if isinstance(default, float) and isinstance(value, int):
+        return float(value)
+    if isinstance(default, int) and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(default, (tuple, list)) and isinstance(value, (tuple, list)):
+        if len(value) == len(default):
+            return tuple(_like(v, d) for v, d in zip(value, default, strict=True))
+        if default:  # another length: typed like the default's first element (e.g. split fractions)
+            return tuple(_like(v, default[0]) for v in value)
+        return tuple(value)
+    return value
+
+
 def derive_config(cls: type[BigSmallBuilder], config: str | None = None, **overrides) -> BigSmallConfig:
     """A family's named config, with `overrides` applied as a new config of a derived name.
 
@@ -248,9 +267,10 @@ def derive_config(cls: type[BigSmallBuilder], config: str | None = None, **overr
         are ignored.
 
     Returns:
-      The named config itself when there is nothing to override; otherwise a copy named
-      ``<config>-<8 hex digits of the settings' hash>`` (the same settings always give the same name, so
-      the same data directory).
+      The named config itself when there is nothing to override (or every override equals its value);
+      otherwise a copy named ``<config>-<8 hex digits of the settings' hash>`` (the same settings always
+      give the same name, so the same data directory). Values are first put in the type of the setting's
+      default (`_like`): ``duration_s=2`` and ``duration_s=2.0`` are one dataset.
 
     Raises:
       UserError: unknown config name or unknown setting.
@@ -264,9 +284,9 @@ def derive_config(cls: type[BigSmallBuilder], config: str | None = None, **overr
     if not overrides:
         return base
     fields, synth = {}, dict(base.synthetic)
-    synth_fields: tuple[str, ...] = ()
+    synth_defaults: dict[str, Any] = {}
     if cls is BigsmallSynthetic:
-        synth_fields = tuple(f.name for f in dataclasses.fields(synthetic.SyntheticConfig))
+        synth_defaults = {**dataclasses.asdict(synthetic.SyntheticConfig()), **synth}
     reader_choices = getattr(getattr(cls, "READER", None), "options", {})
     options = dict(base.reader_options)
     for key, value in overrides.items():
@@ -275,11 +295,12 @@ def derive_config(cls: type[BigSmallBuilder], config: str | None = None, **overr
                 raise UserError(f"{cls.name}: setting {key}={value!r}: valid: {', '.join(reader_choices[key])}")
             options[key] = value
         elif key in _CONFIG_FIELDS and key not in ("synthetic", "reader_options"):
+            value = _like(value, getattr(base, key))
             fields[key] = tuple(value) if key in ("labels", "optional_labels", "split_fractions") else value
-        elif key in synth_fields:
-            synth[key] = value
+        elif key in synth_defaults:
+            synth[key] = _like(value, synth_defaults[key])
         else:
-            valid = (*_CONFIG_FIELDS, *synth_fields, *reader_choices)
+            valid = (*_CONFIG_FIELDS, *synth_defaults, *reader_choices)
             raise UserError(f"{cls.name}: unknown setting {key!r}; valid: "
                             f"{', '.join(k for k in valid if k not in ('synthetic', 'reader_options'))}")
     for key in ("labels", "optional_labels"):
@@ -290,6 +311,8 @@ def derive_config(cls: type[BigSmallBuilder], config: str | None = None, **overr
     if options != base.reader_options:
         fields["reader_options"] = options
     new = dataclasses.replace(base, synthetic=synth, **fields)
+    if new.settings() == base.settings():
+        return base
     new.preprocess_config()  # bad settings fail here, before anything is written
     if cls is BigsmallSynthetic:
         _synthetic_config(new.synthetic)

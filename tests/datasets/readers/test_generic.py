@@ -112,3 +112,46 @@ def test_generic_subjects_mapping_and_unlabelled(tmp_path):
     assert [r.subject for r in recs] == ["a_1", "a_2", "carol"]
     (rec,) = registry.iter_recordings("generic", tmp_path / "b_1.mp4")  # a single file as root
     assert rec.name == "b_1" and rec.subject == "bob"
+
+
+# ------------------------------------------------------------------- label times that do not fit the video
+
+
+def _labelled_video(tmp_path, t: int, fps: float, time_s: np.ndarray):
+    """A video of `t` frames at `fps` and a CSV with a 1-Hz sine sampled at `time_s` (as written)."""
+    write_video(tmp_path / "v.mp4", _frames(t), fps, lossless=True)
+    _write_csv(tmp_path / "v.csv", {"time_s": time_s, "bvp": np.sin(2 * np.pi * np.arange(len(time_s)) / 25)},
+               len(time_s))
+
+
+@pytest.mark.parametrize(("case", "pattern"), [
+    # time_s in milliseconds, one row per frame and resampled (rows at 100 Hz).
+    ("ms_per_frame", r"v\.csv: 'time_s': the label times span 3960 s but the video 3\.96 s; are they in milli"),
+    ("ms_resampled", r"v\.csv: 'bvp': the label times span 3990 s but the video 4 s; are they in milliseconds"),
+    # A video retimed to 50 fps against labels of its 25-fps original: the frames would use half of them.
+    ("retimed", r"v\.csv: 'bvp': the label times span 3\.98 s but the video 2 s \(a retimed video"),
+    # Labels of the first 2 s of a 4-s video; labels of 4 s starting 1.5 s late.
+    ("partial", r"v\.csv: 'bvp': the label times span 1\.99 s but the video 4 s \(.*labels of only part"),
+    ("late", r"v\.csv: 'bvp': the labels cover 1\.50-5\.49 s but the frames span 0\.00-3\.96 s; 1\.50 s of the"),
+])
+def test_label_times_that_do_not_fit_the_video_are_refused(tmp_path, case, pattern):
+    t, fps = 100, 25.0
+    times = {
+        "ms_per_frame": np.arange(t) / fps * 1000,
+        "ms_resampled": np.arange(400) * 10.0,
+        "retimed": np.arange(200) / 50.0,
+        "partial": np.arange(200) / 100.0,
+        "late": np.arange(400) / 100.0 + 1.5,
+    }[case]
+    _labelled_video(tmp_path, t, 50.0 if case == "retimed" else fps, times)
+    with pytest.raises(UserError, match=pattern):
+        list(registry.iter_recordings("generic", tmp_path))
+
+
+def test_label_times_within_a_frame_or_two_are_accepted(tmp_path):
+    """Labels at 100 Hz over the video's 4 s, starting 0.2 s early: resampled without complaint."""
+    times = np.arange(420) / 100.0 - 0.2
+    _labelled_video(tmp_path, 100, 25.0, times)
+    (rec,) = registry.iter_recordings("generic", tmp_path)
+    want = np.interp(np.arange(100) / 25.0, times, np.sin(2 * np.pi * np.arange(420) / 25))
+    np.testing.assert_allclose(rec.bvp, want)
