@@ -124,11 +124,11 @@ def read_config(path: str | Path) -> tuple[ModelConfig, dict[str, Any]]:
         raise file_error(source, f"cannot read the model config: {e}") from None
     if not isinstance(payload, dict) or not isinstance(payload.get("model"), dict):
         raise file_error(source, "expected a JSON object with a 'model' object")
-    try:
-        config = ModelConfig.from_dict(payload["model"], source=str(source))
-    except TypeError as e:
-        raise file_error(source, f"bad model config: {e}") from None
-    return config, dict(payload.get("metadata") or {})
+    metadata = payload.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise file_error(source, f"'metadata' must be a JSON object, got {type(metadata).__name__}")
+    config = ModelConfig.from_dict(payload["model"], source=str(source))  # a bad value: UserError naming the file
+    return config, dict(metadata)
 
 
 def load_model_dir(path: str | Path) -> tuple[BigSmall, dict]:

@@ -147,7 +147,7 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str])
 
 def model_config(config: ml_collections.ConfigDict) -> ModelConfig:
     """The `ModelConfig` of a training config's ``model`` section."""
-    return ModelConfig.from_dict(config.model.to_dict(), source="config model")
+    return ModelConfig.from_dict(config.model.to_dict(), source="config section 'model'")
 
 
 def _validate_optim_and_loss(config: ml_collections.ConfigDict, mc: ModelConfig) -> None:
