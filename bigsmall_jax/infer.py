@@ -29,6 +29,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from bigsmall_jax.cli import check_not_inside, check_output_file
 from bigsmall_jax.errors import UserError, cli_main, file_error
 from bigsmall_jax.inference.video import CROP_MODES, infer_video, result_document, write_outputs
@@ -73,6 +75,20 @@ def _check_args(args: argparse.Namespace) -> tuple[Path, Path | None]:
     return output, plot
 
 
+def check_finite_outputs(result, video: str | os.PathLike, checkpoint: str | os.PathLike) -> None:
+    """Refuses outputs holding NaN or inf (weights that overflow on this video): no rate or JSON could be made.
+
+    Raises:
+      UserError: naming the checkpoint, the head and how many frames are not finite.
+    """
+    for name, values in result.outputs.items():
+        bad = ~np.isfinite(np.asarray(values, np.float64))
+        if bad.any():
+            frames = int(bad.reshape(len(bad), -1).any(axis=1).sum())
+            raise file_error(checkpoint, f"the model's {name} output is NaN or inf on {frames} of {len(bad)} frames "
+                                         f"of {video}; its weights overflow (diverged or damaged): nothing written")
+
+
 @cli_main
 def main(argv: Sequence[str] | None = None) -> None:
     """Runs the checkpoint on the video, writes the JSON (and plot) and prints a one-line JSON summary."""
@@ -80,6 +96,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     output, plot = _check_args(args)
     result, frame = infer_video(args.video, args.checkpoint, args.fps,
                                 None if args.no_face_crop else args.face_crop, args.crop_every, args.batch_clips)
+    check_finite_outputs(result, args.video, args.checkpoint)
     total = result.seconds["total_without_checkpoint"]
     doc = result_document(result, os.fspath(args.video), os.fspath(args.checkpoint))
     doc["frames_per_s"] = round(result.num_frames / total, 2) if total > 0 else None
