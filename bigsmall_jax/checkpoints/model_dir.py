@@ -28,6 +28,13 @@ CONFIG_FILE = "bigsmall_config.json"
 VARIABLES_DIR = "variables"
 
 
+def short_reason(error: BaseException, limit: int = 240) -> str:
+    """The first line of an orbax / tensorstore error, without the tensorstore spec, at most `limit` characters."""
+    text = str(error).splitlines()[0] if str(error) else ""
+    text = text.split(" [tensorstore_spec=")[0]
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def check_variables(model: BigSmall, variables, source: str) -> None:
     """Raises `UserError` naming the first missing, extra or mis-shaped array."""
     expected = {jax.tree_util.keystr(k): v for k, v in
@@ -155,11 +162,11 @@ def load_model_dir(path: str | Path) -> tuple[BigSmall, dict]:
             variables = ckptr.restore((model_dir / VARIABLES_DIR).absolute())
     except Exception as e:  # orbax raises many types for missing/corrupt files
         raise file_error(model_dir / VARIABLES_DIR, f"cannot restore the variables: {type(e).__name__}: "
-                                                    f"{str(e).splitlines()[0] if str(e) else ''}") from None
+                                                    f"{short_reason(e)}") from None
     check_variables(model, variables, str(model_dir))
     variables = jax.tree_util.tree_map(lambda x, t: jax.numpy.asarray(x, t.dtype), variables, target)
     return model, variables
 
 
 __all__ = ["CONFIG_FILE", "VARIABLES_DIR", "abstract_variables", "check_replaceable", "check_variables",
-           "load_model_dir", "read_config", "save_checkpoint"]
+           "load_model_dir", "read_config", "save_checkpoint", "short_reason"]

@@ -48,8 +48,11 @@ def restore_train_checkpoint(manager, target_host) -> tuple[Any, dict] | None:
         restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target_host),
                                                                  progress=ocp.args.JsonRestore()))
     except Exception as e:  # orbax raises many types for corrupt or mismatched checkpoints
+        earlier = [s for s in manager.all_steps() if s < step]
+        hint = (f"; delete it to resume from step {max(earlier)}" if earlier else
+                "; delete it (and the workdir's other files) to start again")
         raise file_error(manager.directory / str(step), f"cannot restore the training checkpoint "
-                         f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+                         f"({type(e).__name__}: {model_dir.short_reason(e)}){hint}") from None
     progress = dict(restored["progress"])
     if int(progress.get("process_count", 1)) != jax.process_count():
         raise file_error(manager.directory / str(step), f"written by {progress.get('process_count')} processes; "

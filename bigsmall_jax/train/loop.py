@@ -402,6 +402,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
         if jax.process_count() > 1:
             multihost_utils.sync_global_devices("bigsmall_train_done")
     finally:
+        run.manager.close()  # its threads end before the interpreter does, even after an error
         if run.lock is not None:
             run.lock.release()
     return RunResult(run.workdir, results, step, final.params, stopped)
