@@ -211,20 +211,26 @@ def ensure_dataset(name: str, data_dir: str | os.PathLike, *, config: str | None
         log.info("%s/%s: already built in %s", cls.name, cfg.name, builder.data_dir)
         return builder
     check_output_dir(data_dir, "the data directory")  # before any work
-    created = [d for d in (Path(builder.data_path).parent, Path(data_dir) / cls.name, Path(data_dir))
-               if not d.exists()]
+    created = [d for d in (Path(data_dir) / cls.name, Path(data_dir)) if not d.exists()]
     os.makedirs(data_dir, exist_ok=True)
-    with _build_lock(data_dir, f"{cls.name}-{cfg.name}"):
-        builder = _family_builder(cls, data_dir, cfg, **kwargs)
-        if builder.is_prepared():  # built by another process while this one waited
-            log.info("%s/%s: already built in %s", cls.name, cfg.name, builder.data_dir)
-            return builder
-        try:
-            seconds = _build(builder, data_dir, source_dir)
-        except BaseException:
-            _remove_empty([Path(builder.data_path).parent, *created])  # the config folder, and what this call made
-            raise
-        builder = open_prepared(name, data_dir, cfg, **kwargs)
+    try:
+        with _build_lock(data_dir, f"{cls.name}-{cfg.name}"):
+            builder = _family_builder(cls, data_dir, cfg, **kwargs)
+            if builder.is_prepared():  # built by another process while this one waited
+                log.info("%s/%s: already built in %s", cls.name, cfg.name, builder.data_dir)
+                return builder
+            try:
+                seconds = _build(builder, data_dir, source_dir)
+            except BaseException:
+                _remove_empty([Path(builder.data_path).parent])  # this config's folder, under its lock
+                raise
+            builder = open_prepared(name, data_dir, cfg, **kwargs)
+    except BaseException:
+        dataset_dir = Path(data_dir) / cls.name
+        if dataset_dir in created and {p.name for p in dataset_dir.iterdir()} <= {".config"}:
+            shutil.rmtree(dataset_dir / ".config", ignore_errors=True)  # TFDS's note of the config it was building
+        _remove_empty(created)  # the folders this call made, once its lock file is gone
+        raise
     stats = storage_stats(builder)["all"]
     log.info("built %s/%s in %.1f s: %d frames, %.0f bytes/frame on disk (%.1fx less than the %d of float32 "
              "pickles)", cls.name, cfg.name, seconds, stats["frames"], stats["bytes_per_frame"],
