@@ -15,7 +15,8 @@ model's ``n_segment`` frames (the last frame repeated to fill the last clip, rep
 The JSON has ``fps``, ``num_frames``, ``n_padded_frames``, ``face_box`` and, for each head the checkpoint
 has: ``bvp`` (per frame, diff-normalized, as the model outputs it) with ``hr_bpm`` (`signals.wave_to_rate`),
 ``resp`` with ``rr_bpm``, ``au_names`` with ``au_probs`` (frames x 12 sigmoid probabilities). A rate is
-null when the video is too short (or its frame rate too low) for the rate's band-pass. ``--plot`` draws
+null when the video is too short (or its frame rate too low) for the rate's band-pass. Outputs that are NaN
+or inf (weights that overflow) are an error naming the checkpoint, and nothing is written. ``--plot`` draws
 the face with its crop box, both waves with their rates and the AU activations as a heatmap.
 """
 
