@@ -41,6 +41,12 @@ def test_workdir_that_cannot_be_written_is_refused_first(tmp_path, capsys, monke
     expect_nothing_changed(capsys, train_main, ["--workdir", workdir, *NO_DATA], tmp_path, workdir, needle)
 
 
+def test_data_dir_that_cannot_be_written_is_refused_before_the_workdir_is_made(tmp_path, capsys):
+    expect_nothing_changed(capsys, train_main, ["--workdir", tmp_path / "w", "dataset.data_dir='/proc/data'",
+                                                "model.dense_units=8"], tmp_path,
+                           "/proc/data: the data directory cannot be written")
+
+
 @pytest.mark.parametrize("files", [
     {"metrics.json": "{}", "test_au_f1.png": "png"},  # another command's results, no run's config.json
     {"config.json": "{}", "notes.txt": "mine"},  # a run's config beside a file no run writes
