@@ -30,6 +30,7 @@ _WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS,
 _CREATE_ERRNOS = _WRITE_ERRNOS | {errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EEXIST}
 # The temporary names `_temporary_sibling` makes (``.NAME.PID.RANDOM`` + the writer's suffix).
 TEMPORARY_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}(\.[A-Za-z0-9]+)*$")
+PROBE_NAME = "write-probe"  # `probe_writable`'s file is a temporary of this name, there for an instant
 
 
 def _temporary_sibling(path: Path, suffix: str = ".tmp") -> Path:
@@ -61,7 +62,7 @@ def probe_writable(folder: str | os.PathLike, what: str = "the folder") -> Path:
     folder = Path(folder)
     if not folder.is_dir():
         raise file_error(folder, f"{what} to write into does not exist")
-    probe = _temporary_sibling(folder / "write-probe")
+    probe = _temporary_sibling(folder / PROBE_NAME)
     try:
         os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     except OSError as e:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bigsmall_jax.cli import check_output_dir
 from bigsmall_jax.errors import file_error
-from bigsmall_jax.files import TEMPORARY_NAME, remove_temporaries
+from bigsmall_jax.files import PROBE_NAME, TEMPORARY_NAME, remove_temporaries
 from bigsmall_jax.train.config import config_differences
 from bigsmall_jax.train.workdir_lock import LOCK_NAME
 
@@ -32,6 +32,8 @@ def is_run_file(name: str) -> bool:
     """Whether a run writes a workdir entry of this name (`RUN_FILES`), or a temporary one of it."""
     match = TEMPORARY_NAME.match(name)
     target = match["name"] if match else name
+    if match and target == PROBE_NAME:  # another process of this run checking the workdir at the same moment
+        return True
     return any(fnmatch.fnmatchcase(target, pattern) for pattern in RUN_FILES)
 
 

@@ -158,3 +158,12 @@ def test_refused_config_json_is_named(tiny_synthetic_dataset, tmp_path):
     (workdir / "config.json").write_text(json.dumps([1, 2]))
     with pytest.raises(UserError, match=r"different config \(keys \(not a JSON object\)\)"):
         train_and_evaluate(_tiny_config(data_dir, builder), workdir, hooks=Hooks(stop_after_steps=0))
+
+
+def test_run_files_are_what_runs_write():
+    for name in ("config.json", ".lock", "checkpoints", "model", "best", "metrics.json", "metrics.jsonl",
+                 "loss_curves.png", "test_waves_hr.png", "tensorboard", ".model.7.0badc0de",
+                 ".write-probe.7.0badc0de.tmp"):  # the last: another process of a multihost run checking
+        assert is_run_file(name), name
+    for name in ("notes.txt", "results.json", "plot.png", ".model", ".notes.txt.7.0badc0de.tmp", "model.bak"):
+        assert not is_run_file(name), name
