@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bigsmall_jax.errors import UserError, file_error
+from bigsmall_jax.files import probe_writable
 
 
 def parse_literal(text: str) -> Any:
@@ -36,7 +37,7 @@ def check_output_file(path: str | os.PathLike, suffix: str, flag: str) -> Path:
     """Checks that `path` can be a new or replaced `suffix` file (``.json``, ``.png``); returns it as a Path.
 
     Raises:
-      UserError: a wrong extension, a directory, or a folder that does not exist.
+      UserError: a wrong extension, a directory, a folder that does not exist or cannot be written into.
     """
     path = Path(path)
     if path.suffix.lower() != suffix:
@@ -45,6 +46,32 @@ def check_output_file(path: str | os.PathLike, suffix: str, flag: str) -> Path:
         raise file_error(path, f"{flag} is a directory")
     if not path.parent.is_dir():
         raise file_error(path, f"the folder to write {flag} into does not exist")
+    try:
+        probe_writable(path.parent, f"the folder of {flag}")
+    except UserError as e:
+        raise file_error(path, str(e)) from None
+    return path
+
+
+def check_output_dir(path: str | os.PathLike, flag: str) -> Path:
+    """Checks, before any work, that `path` can be a directory of outputs: an existing writable directory, or
+    a new one whose nearest existing ancestor is a writable directory. Returns `path` as a Path.
+
+    Raises:
+      UserError: `path` or an ancestor is a file, or the place cannot be written (read-only, ``/proc``, ...).
+    """
+    path = Path(path).expanduser()
+    if path.exists() and not path.is_dir():
+        raise file_error(path, f"{flag} exists and is not a directory")
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise file_error(path, f"{flag} cannot be created: {existing} is a file, not a folder")
+    try:
+        probe_writable(existing, "the folder")
+    except UserError as e:
+        raise file_error(path, f"{flag} cannot be written: {e}") from None
     return path
 
 

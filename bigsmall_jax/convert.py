@@ -15,6 +15,7 @@ from pathlib import Path
 
 from bigsmall_jax.checkpoints.model_dir import check_replaceable, save_checkpoint
 from bigsmall_jax.checkpoints.torch_import import convert_file
+from bigsmall_jax.cli import check_output_dir
 from bigsmall_jax.errors import cli_main, file_error
 from bigsmall_jax.model import count_params
 from bigsmall_jax.model.variants import variants_of
@@ -24,8 +25,9 @@ def check_out_dir(src: Path, out_dir: Path, overwrite: bool) -> None:
     """Checks, before anything is read, that writing `out_dir` cannot delete the source or unrelated files.
 
     Raises:
-      UserError: `out_dir` is the current directory, the source file or a folder holding it, or an existing
-        path `save_checkpoint` would refuse (`check_replaceable`).
+      UserError: `out_dir` is the current directory, the source file or a folder holding it, an existing
+        path `save_checkpoint` would refuse (`check_replaceable`), or a place that cannot be written (under a
+        file, read-only: checked by writing a probe, so the error comes before orbax starts).
     """
     target, source = out_dir.resolve(), src.resolve()
     if target == Path.cwd().resolve():
@@ -35,6 +37,8 @@ def check_out_dir(src: Path, out_dir: Path, overwrite: bool) -> None:
     if target in source.parents:
         raise file_error(out_dir, f"holds the source file {src}; give a new folder for the checkpoint")
     check_replaceable(out_dir, overwrite)
+    # The checkpoint is written beside OUT_DIR and renamed: its folder must be writable.
+    check_output_dir(out_dir.absolute().parent if out_dir.exists() else out_dir, "OUT_DIR")
 
 
 @cli_main

@@ -9,11 +9,13 @@ the umask), not the 0o600 of `tempfile.mkstemp`.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import re
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +23,72 @@ import numpy as np
 
 from bigsmall_jax.errors import file_error
 
+# Errors of the file system, not of the program: a full disk, a quota, a read-only or forbidden location.
+_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM,
+                           errno.EIO})
+# ... and, when creating a file or folder, a path that cannot be one (under a file, under /proc).
+_CREATE_ERRNOS = _WRITE_ERRNOS | {errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EEXIST}
+# The temporary names `_temporary_sibling` makes (``.NAME.PID.RANDOM`` + the writer's suffix).
+TEMPORARY_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}(\.[A-Za-z0-9]+)*$")
+PROBE_NAME = "write-probe"  # `probe_writable`'s file is a temporary of this name, there for an instant
+
 
 def _temporary_sibling(path: Path, suffix: str = ".tmp") -> Path:
     """A name beside `path` that no other writer (process or thread) uses: ``.NAME.PID.RANDOM.tmp``."""
     return path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{suffix}"
+
+
+@contextlib.contextmanager
+def _write_errors(path: Path, errnos: frozenset[int] = _WRITE_ERRNOS) -> Iterator[None]:
+    """Turns the file system's refusals (`errnos`: full, read-only, forbidden) into a `UserError` naming
+    `path`."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno not in errnos:
+            raise
+        raise file_error(path, f"cannot write it ({e.strerror or e})") from None
+
+
+def probe_writable(folder: str | os.PathLike, what: str = "the folder") -> Path:
+    """Checks that files can be created in the existing directory `folder` by creating and removing one.
+
+    Unlike ``os.access`` this also holds for root, for whom ``access`` says yes where the file system says
+    no (``/proc``, a read-only mount).
+
+    Raises:
+      UserError: `folder` is not a directory, or a file cannot be created in it (named with the reason).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise file_error(folder, f"{what} to write into does not exist")
+    probe = _temporary_sibling(folder / PROBE_NAME)
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError as e:
+        raise file_error(folder, f"cannot write into {what} ({e.strerror or e})") from None
+    probe.unlink(missing_ok=True)
+    return folder
+
+
+def remove_temporaries(folder: str | os.PathLike, is_target: Callable[[str], bool]) -> list[str]:
+    """Removes the temporary files and folders that the writers here left in `folder` (a killed process leaves
+    them) for the targets whose names `is_target` accepts; returns the names removed.
+
+    Only call it while no other process may be writing those targets (e.g. under a lock).
+    """
+    folder = Path(folder)
+    removed = []
+    for entry in sorted(folder.iterdir()) if folder.is_dir() else []:
+        match = TEMPORARY_NAME.match(entry.name)
+        if match is None or not is_target(match["name"]):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry.name)
+    return removed
 
 
 @contextlib.contextmanager
@@ -36,16 +100,19 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]
     extension (``.mp4``) see the right one.
 
     Raises:
-      UserError: the target's directory does not exist.
+      UserError: the target's directory does not exist, or the file system refuses the write (full,
+        read-only, forbidden).
     """
     path = Path(path)
     if not path.parent.is_dir():
         raise file_error(path, "the directory to write into does not exist")
     tmp = _temporary_sibling(path, suffix)
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # 0o666 honours the umask
+    with _write_errors(path, _CREATE_ERRNOS):
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # 0o666 honours the umask
     try:
-        yield tmp
-        os.replace(tmp, path)
+        with _write_errors(path):
+            yield tmp
+            os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -89,16 +156,18 @@ def atomic_directory(path: str | os.PathLike, overwrite: bool = False) -> Iterat
     without, an existing `path` is an error. On failure the temporary directory is removed.
 
     Raises:
-      UserError: `path` exists and `overwrite` is False.
+      UserError: `path` exists and `overwrite` is False, or the file system refuses the write.
     """
     path = Path(path)
     if path.exists() and not overwrite:
         raise file_error(path, "already exists (pass overwrite to replace it)")
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temporary_sibling(path, "")
-    tmp.mkdir()
+    with _write_errors(path, _CREATE_ERRNOS):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
     try:
-        yield tmp
+        with _write_errors(path):
+            yield tmp
         if path.exists():
             old = _temporary_sibling(path, ".old")
             path.rename(old)
@@ -123,10 +192,12 @@ def staged_outputs(out_dir: str | os.PathLike) -> Iterator[Path]:
     if not out_dir.is_dir():
         raise file_error(out_dir, "the folder to write into does not exist")
     tmp = _temporary_sibling(out_dir / "outputs", "")
-    tmp.mkdir()
+    with _write_errors(out_dir, _CREATE_ERRNOS):
+        tmp.mkdir()
     try:
-        yield tmp
-        for f in sorted(tmp.iterdir(), key=lambda p: p.suffix == ".json"):
-            os.replace(f, out_dir / f.name)
+        with _write_errors(out_dir):
+            yield tmp
+            for f in sorted(tmp.iterdir(), key=lambda p: p.suffix == ".json"):
+                os.replace(f, out_dir / f.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -21,7 +21,8 @@ model's ``n_segment`` frames (the last frame repeated to fill the last clip, rep
 The JSON has ``fps``, ``num_frames``, ``n_padded_frames``, ``face_box`` and, for each head the checkpoint
 has: ``bvp`` (per frame, diff-normalized, as the model outputs it) with ``hr_bpm`` (`signals.wave_to_rate`),
 ``resp`` with ``rr_bpm``, ``au_names`` with ``au_probs`` (frames x 12 sigmoid probabilities). A rate is
-null when the video is too short (or its frame rate too low) for the rate's band-pass. ``--plot`` draws
+null when the video is too short (or its frame rate too low) for the rate's band-pass. Outputs that are NaN
+or inf (weights that overflow) are an error naming the checkpoint, and nothing is written. ``--plot`` draws
 the face with its crop box, both waves with their rates and the AU activations as a heatmap.
 ``--runtime onnx`` runs an ``.onnx`` file from ``python -m bigsmall_jax.export`` (given as ``--checkpoint``)
 with ONNX Runtime instead of the JAX model; the JSON is the same within float32 rounding.
@@ -44,6 +45,8 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
+
+import numpy as np
 
 from bigsmall_jax.checkpoints.published import DEFAULT_MODEL, is_published, list_models
 from bigsmall_jax.cli import check_not_inside, check_output_file
@@ -109,6 +112,20 @@ def _check_args(args: argparse.Namespace) -> tuple[Path, Path | None]:
     return output, plot
 
 
+def check_finite_outputs(result, video: str | os.PathLike, checkpoint: str | os.PathLike) -> None:
+    """Refuses outputs holding NaN or inf (weights that overflow on this video): no rate or JSON could be made.
+
+    Raises:
+      UserError: naming the checkpoint, the head and how many frames are not finite.
+    """
+    for name, values in result.outputs.items():
+        bad = ~np.isfinite(np.asarray(values, np.float64))
+        if bad.any():
+            frames = int(bad.reshape(len(bad), -1).any(axis=1).sum())
+            raise file_error(checkpoint, f"the model's {name} output is NaN or inf on {frames} of {len(bad)} frames "
+                                         f"of {video}; its weights overflow (diverged or damaged): nothing written")
+
+
 @cli_main
 def main(argv: Sequence[str] | None = None) -> None:
     """Runs the checkpoint on the video, writes the JSON (and plot) and prints a one-line JSON summary."""
@@ -125,6 +142,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     result, frame = infer_video(args.video, checkpoint, args.fps, None if args.no_face_crop else args.face_crop,
                                 args.crop_every, args.batch_clips, args.window_s, args.stride_s,
                                 args.runtime)
+    check_finite_outputs(result, args.video, checkpoint)
     total = result.seconds["total_without_checkpoint"]
     doc = result_document(result, os.fspath(args.video), os.fspath(checkpoint))
     doc["frames_per_s"] = round(result.num_frames / total, 2) if total > 0 else None

@@ -32,3 +32,21 @@ def test_check_output_file(tmp_path):
         cli.check_output_file(tmp_path / "d.json", ".json", "--output")
     with pytest.raises(UserError, match="does not exist"):
         cli.check_output_file(tmp_path / "no" / "a.png", ".png", "--plot")
+
+
+def test_check_output_file_refuses_a_folder_root_cannot_write():
+    with pytest.raises(UserError, match=r"^/proc/out.json: .*cannot write into the folder of --output"):
+        cli.check_output_file("/proc/out.json", ".json", "--output")
+
+
+def test_check_output_dir(tmp_path):
+    assert cli.check_output_dir(tmp_path / "new" / "deeper", "--workdir") == tmp_path / "new" / "deeper"
+    assert not (tmp_path / "new").exists()  # nothing created
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match="--workdir exists and is not a directory"):
+        cli.check_output_dir(tmp_path / "file", "--workdir")
+    with pytest.raises(UserError, match=f"--workdir cannot be created: {tmp_path / 'file'} is a file"):
+        cli.check_output_dir(tmp_path / "file" / "run", "--workdir")
+    with pytest.raises(UserError, match="^/proc/run: --workdir cannot be written"):
+        cli.check_output_dir("/proc/run", "--workdir")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import resource
 import stat
 
 import numpy as np
@@ -83,3 +85,55 @@ def test_staged_outputs_commits_all_files_or_none(tmp_path):
         (stage / "x.png").write_bytes(b"png")
         raise RuntimeError("failed before the JSON")
     assert list(out.iterdir()) == []
+
+
+# Places that refuse new files even to root, which `os.access` does not see: /proc, and a path under a file.
+UNWRITABLE = ["/proc", "/proc/sys"]
+
+
+@pytest.mark.parametrize("folder", UNWRITABLE)
+def test_probe_writable_refuses_what_root_cannot_write(folder):
+    with pytest.raises(UserError, match=f"^{folder}: cannot write into the folder"):
+        files.probe_writable(folder, "the folder")
+
+
+def test_probe_writable_leaves_nothing(tmp_path):
+    assert files.probe_writable(tmp_path) == tmp_path and list(tmp_path.iterdir()) == []
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(UserError, match="does not exist"):
+        files.probe_writable(tmp_path / "f")
+
+
+@contextlib.contextmanager
+def _file_size_limit(n_bytes: int):
+    """Writes beyond `n_bytes` fail with EFBIG, as on a full disk (Python ignores SIGXFSZ; root too)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (n_bytes, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+
+def test_a_full_disk_is_one_user_error_and_leaves_the_old_file(tmp_path):
+    path = tmp_path / "out.json"
+    path.write_text("old")
+    with _file_size_limit(100), pytest.raises(UserError, match=f"^{path}: cannot write it"):
+        files.write_json_atomic(path, {"x": list(range(1000))})
+    assert path.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
+    with _file_size_limit(100), pytest.raises(UserError, match=f"^{tmp_path}: cannot write it"):
+        with files.staged_outputs(tmp_path) as tmp:
+            (tmp / "big.json").write_text("x" * 1000)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
+
+
+def test_remove_temporaries_removes_only_the_named_targets_temporaries(tmp_path):
+    names = [".model.123.0a1b2c3d", ".model.123.0a1b2c3d.old", ".loss.png.9.deadbeef.png", ".a.json.1.00000000.tmp",
+             ".other.json.1.00000000.tmp", "model", ".model.x.0a1b2c3d", ".model.123.0A1B2C3D"]
+    for name in names:
+        (tmp_path / name).mkdir() if "png" not in name and "json" not in name else (tmp_path / name).write_text("")
+    removed = files.remove_temporaries(tmp_path, lambda n: n in ("model", "loss.png", "a.json"))
+    assert removed == sorted([".a.json.1.00000000.tmp", ".loss.png.9.deadbeef.png", ".model.123.0a1b2c3d",
+                              ".model.123.0a1b2c3d.old"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([".other.json.1.00000000.tmp", "model",
+                                                                 ".model.x.0a1b2c3d", ".model.123.0A1B2C3D"])

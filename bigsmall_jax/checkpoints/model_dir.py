@@ -12,7 +12,11 @@ config is plain JSON checked key by key. Every array is checked against the shap
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +30,32 @@ from bigsmall_jax.model import BigSmall, ModelConfig, abstract_variables, build_
 
 CONFIG_FILE = "bigsmall_config.json"
 VARIABLES_DIR = "variables"
+
+
+def short_reason(error: BaseException, limit: int = 240) -> str:
+    """The first line of an orbax / tensorstore error, without the tensorstore spec, at most `limit` characters."""
+    text = str(error).splitlines()[0] if str(error) else ""
+    text = text.split(" [tensorstore_spec=")[0]
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@contextlib.contextmanager
+def orbax_errors(path: str | Path, problem: str, hint: str = "") -> Iterator[None]:
+    """Turns an orbax / tensorstore failure (a corrupt, truncated or unwritable checkpoint; they raise many types)
+    into one `UserError`: ``<path>: <problem> (<type>: <reason>)<hint>``.
+
+    While the block runs, orbax's worker threads do not print the traceback of such a failure (they log it on
+    the "absl" logger, then the main thread raises it again): the `UserError` is the one report.
+    """
+    absl = logging.getLogger("absl")
+    level = absl.level
+    absl.setLevel(logging.CRITICAL)
+    try:
+        yield
+    except Exception as e:  # noqa: BLE001 - whatever orbax raises: the file's problem, named
+        raise file_error(path, f"{problem} ({type(e).__name__}: {short_reason(e)}){hint}") from None
+    finally:
+        absl.setLevel(level)
 
 
 def check_variables(model: BigSmall, variables, source: str) -> None:
@@ -71,6 +101,22 @@ def check_replaceable(path: str | Path, overwrite: bool) -> None:
                                "--overwrite only replaces one written by bigsmall-jax")
 
 
+def check_free_space(folder: Path, n_bytes: int, target: Path) -> None:
+    """Refuses, before anything is written, to write `n_bytes` of arrays (plus 1 MiB of metadata) into `folder`
+    when its file system has less free space (a disk that fills during an orbax write fails less cleanly).
+
+    Raises:
+      UserError: naming `target`, the space needed and the space free.
+    """
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    free = shutil.disk_usage(existing).free
+    if free < n_bytes + 2**20:
+        raise file_error(target, f"not enough free space: the checkpoint needs {(n_bytes + 2**20) / 2**20:.1f} MiB, "
+                                 f"{free / 2**20:.1f} MiB are free in {existing}")
+
+
 def save_checkpoint(path: str | Path, config: ModelConfig, variables, metadata: dict[str, Any] | None = None,
                     overwrite: bool = False, process_local: bool = False) -> Path:
     """Writes a model checkpoint directory atomically (a temporary directory renamed at the end).
@@ -86,17 +132,19 @@ def save_checkpoint(path: str | Path, config: ModelConfig, variables, metadata: 
       The absolute path written.
     Raises:
       UserError: `path` cannot be written (`check_replaceable`): it exists and `overwrite` is False, or it
-        is not a model directory (nor an empty one).
+        is not a model directory (nor an empty one); its disk has too little free space (`check_free_space`);
+        orbax fails to write it (`orbax_errors`).
     """
     path = Path(path).absolute()
     check_replaceable(path, overwrite)
     variables = jax.tree_util.tree_map(np.asarray, jax.device_get(variables))
+    check_free_space(path.parent, sum(x.nbytes for x in jax.tree_util.tree_leaves(variables)), path)
     options = {}
     if process_local:
         me = jax.process_index()
         options["multiprocessing_options"] = ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me})
     with atomic_directory(path, overwrite=overwrite) as tmp:
-        with ocp.StandardCheckpointer(**options) as ckptr:
+        with orbax_errors(path, "cannot write the checkpoint"), ocp.StandardCheckpointer(**options) as ckptr:
             ckptr.save(tmp / VARIABLES_DIR, variables)
             ckptr.wait_until_finished()
         payload = {"model": config.to_dict(), "metadata": metadata or {}}
@@ -124,11 +172,11 @@ def read_config(path: str | Path) -> tuple[ModelConfig, dict[str, Any]]:
         raise file_error(source, f"cannot read the model config: {e}") from None
     if not isinstance(payload, dict) or not isinstance(payload.get("model"), dict):
         raise file_error(source, "expected a JSON object with a 'model' object")
-    try:
-        config = ModelConfig.from_dict(payload["model"], source=str(source))
-    except TypeError as e:
-        raise file_error(source, f"bad model config: {e}") from None
-    return config, dict(payload.get("metadata") or {})
+    metadata = payload.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise file_error(source, f"'metadata' must be a JSON object, got {type(metadata).__name__}")
+    config = ModelConfig.from_dict(payload["model"], source=str(source))  # a bad value: UserError naming the file
+    return config, dict(metadata)
 
 
 def load_model_dir(path: str | Path) -> tuple[BigSmall, dict]:
@@ -150,16 +198,12 @@ def load_model_dir(path: str | Path) -> tuple[BigSmall, dict]:
     model_dir = _find_model_dir(path)
     model = build_model(config)
     target = abstract_variables(model)
-    try:
-        with ocp.StandardCheckpointer() as ckptr:
-            variables = ckptr.restore((model_dir / VARIABLES_DIR).absolute())
-    except Exception as e:  # orbax raises many types for missing/corrupt files
-        raise file_error(model_dir / VARIABLES_DIR, f"cannot restore the variables: {type(e).__name__}: "
-                                                    f"{str(e).splitlines()[0] if str(e) else ''}") from None
+    with orbax_errors(model_dir / VARIABLES_DIR, "cannot restore the variables"), ocp.StandardCheckpointer() as ckptr:
+        variables = ckptr.restore((model_dir / VARIABLES_DIR).absolute())
     check_variables(model, variables, str(model_dir))
     variables = jax.tree_util.tree_map(lambda x, t: jax.numpy.asarray(x, t.dtype), variables, target)
     return model, variables
 
 
 __all__ = ["CONFIG_FILE", "VARIABLES_DIR", "abstract_variables", "check_replaceable", "check_variables",
-           "load_model_dir", "read_config", "save_checkpoint"]
+           "load_model_dir", "orbax_errors", "read_config", "save_checkpoint", "short_reason"]

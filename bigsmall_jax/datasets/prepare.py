@@ -21,6 +21,7 @@ from pathlib import Path
 
 import tensorflow_datasets as tfds
 
+from bigsmall_jax.cli import check_output_dir
 from bigsmall_jax.datasets import registry
 from bigsmall_jax.datasets.tfds_builders import (
     TORCH_BYTES_PER_FRAME,
@@ -36,15 +37,42 @@ log = logging.getLogger(__name__)
 
 @contextlib.contextmanager
 def _build_lock(data_dir: str, name: str) -> Iterator[None]:
-    """An exclusive lock on ``<data_dir>/.<name>.lock`` so that concurrent callers build only once."""
-    os.makedirs(data_dir, exist_ok=True)
+    """An exclusive lock on ``<data_dir>/.<name>.lock`` so that concurrent callers build only once.
+
+    The lock file exists only while a build holds it: the holder removes it before releasing the lock, and a
+    waiter that then gets the lock on the removed file tries again on a new one.
+    """
     path = os.path.join(data_dir, f".{name}.lock")
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX)
         try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+            current = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            current = False
+        if current:
+            break
+        os.close(fd)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        os.close(fd)
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Removes each folder of `folders` (in order) that is empty; the others stay."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
+def _remove_stale(paths: list[Path]) -> None:
+    """Removes the folders an interrupted build of this config left (only called under its build lock)."""
+    for p in paths:
+        log.warning("%s: left by an interrupted build; removing it", p)
+        shutil.rmtree(p, ignore_errors=True)
 
 
 def _family_builder(cls: type[BigSmallBuilder], data_dir: str, cfg: BigSmallConfig, **kwargs) -> BigSmallBuilder:
@@ -139,15 +167,12 @@ def _build(builder: BigSmallBuilder, data_dir: str, source_dir: str | os.PathLik
     download_config = None
     if source_dir is not None:
         download_config = tfds.download.DownloadConfig(manual_dir=os.fspath(source_dir))
-    # An interrupted build (killed, so TFDS could not clean up) leaves incomplete.* folders that are never
-    # read; this config's build lock is held, so no other build is writing them: start clean.
-    stale = sorted(builder.data_path.parent.glob("incomplete.*")) if builder.data_path.parent.exists() else []
-    for path in stale:
-        log.warning("%s: left by an interrupted build; removed", path)
-        shutil.rmtree(path, ignore_errors=True)
+    config_dir = Path(builder.data_path).parent
+    downloads = f".downloads-{builder.name}-{builder.builder_config.name}-"
+    _remove_stale(sorted([*config_dir.glob("incomplete.*"), *Path(data_dir).glob(f"{downloads}*")]))
     # TFDS prints its own messages (stdout is for results); its download folder is not kept.
     with contextlib.redirect_stdout(sys.stderr), \
-            tempfile.TemporaryDirectory(prefix=".downloads-", dir=data_dir) as download_dir:
+            tempfile.TemporaryDirectory(prefix=downloads, dir=data_dir) as download_dir:
         builder.download_and_prepare(download_dir=download_dir, download_config=download_config)
     return time.perf_counter() - start
 
@@ -185,15 +210,33 @@ def ensure_dataset(name: str, data_dir: str | os.PathLike, *, config: str | None
     if cls.needs_source:
         check_source_dir(cls.name, source_dir)
     kwargs = dict(source_dir=source_dir, progress=progress, workers=workers, strict=strict)
-    with _build_lock(data_dir, f"{cls.name}-{cfg.name}"):
-        builder = _family_builder(cls, data_dir, cfg, **kwargs)
-        if builder.is_prepared():
-            log.info("%s/%s: already built in %s", cls.name, cfg.name, builder.data_dir)
-            return builder
-        seconds = _build(builder, data_dir, source_dir)
-        skipped = builder.skipped
-        builder = open_prepared(name, data_dir, cfg, **kwargs)
-        builder.skipped = skipped
+    builder = _family_builder(cls, data_dir, cfg, **kwargs)
+    if builder.is_prepared():  # read-only from here: a prepared dataset needs no write access
+        log.info("%s/%s: already built in %s", cls.name, cfg.name, builder.data_dir)
+        return builder
+    check_output_dir(data_dir, "the data directory")  # before any work
+    created = [d for d in (Path(data_dir) / cls.name, Path(data_dir)) if not d.exists()]
+    os.makedirs(data_dir, exist_ok=True)
+    try:
+        with _build_lock(data_dir, f"{cls.name}-{cfg.name}"):
+            builder = _family_builder(cls, data_dir, cfg, **kwargs)
+            if builder.is_prepared():  # built by another process while this one waited
+                log.info("%s/%s: already built in %s", cls.name, cfg.name, builder.data_dir)
+                return builder
+            try:
+                seconds = _build(builder, data_dir, source_dir)
+            except BaseException:
+                _remove_empty([Path(builder.data_path).parent])  # this config's folder, under its lock
+                raise
+            skipped = builder.skipped
+            builder = open_prepared(name, data_dir, cfg, **kwargs)
+            builder.skipped = skipped
+    except BaseException:
+        dataset_dir = Path(data_dir) / cls.name
+        if dataset_dir in created and {p.name for p in dataset_dir.iterdir()} <= {".config"}:
+            shutil.rmtree(dataset_dir / ".config", ignore_errors=True)  # TFDS's note of the config it was building
+        _remove_empty(created)  # the folders this call made, once its lock file is gone
+        raise
     stats = storage_stats(builder)["all"]
     log.info("built %s/%s in %.1f s: %d frames, %.0f bytes/frame on disk (%.1fx less than the %d of float32 "
              "pickles)", cls.name, cfg.name, seconds, stats["frames"], stats["bytes_per_frame"],

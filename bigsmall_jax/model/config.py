@@ -6,10 +6,13 @@ The config is stored as JSON beside every checkpoint (`ModelConfig.to_dict`, `Mo
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from collections.abc import Mapping
 from typing import Any
 
 import jax.numpy as jnp
+import numpy as np
 
 from bigsmall_jax.errors import UserError
 
@@ -18,6 +21,101 @@ VARIANTS = ("bigsmall", "big", "small", "pathways")
 FUSIONS = ("sum", "concat")
 LATERALS = ("none", "big2small", "small2big", "both")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+
+_INT_FIELDS = ("n_segment", "dense_units", "fold_div", "n_au", "big_size", "small_size")
+_INT_TUPLE_FIELDS = ("big_filters", "big_stages", "big_pools", "small_filters")
+_BOOL_FIELDS = ("bvp", "resp", "big_downsample", "big_gray")
+_STR_FIELDS = ("variant", "shift", "fusion", "dtype", "lateral")
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
+
+
+def _is_real(x: Any) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _type_problems(config: ModelConfig) -> list[str]:
+    """What is of the wrong type in `config` (a JSON file may hold anything); converts the good values in place
+    to plain ``int`` / ``float`` / ``bool`` and tuples."""
+    problems = []
+
+    def setf(name, value):
+        object.__setattr__(config, name, value)
+
+    for name in _INT_FIELDS:
+        v = getattr(config, name)
+        if _is_int(v):
+            setf(name, int(v))
+        else:
+            problems.append(f"{name} must be an integer, got {v!r}")
+    for name in (*_INT_TUPLE_FIELDS, "dropout"):
+        v = getattr(config, name)
+        check = _is_int if name != "dropout" else _is_real
+        if isinstance(v, list | tuple) and all(check(x) for x in v):
+            setf(name, tuple(int(x) if name != "dropout" else float(x) for x in v))
+        else:
+            kind = "integers" if name != "dropout" else "finite numbers"
+            problems.append(f"{name} must be a list of {kind}, got {v!r}")
+    for name in _BOOL_FIELDS:
+        v = getattr(config, name)
+        if isinstance(v, bool | np.bool_):
+            setf(name, bool(v))
+        else:
+            problems.append(f"{name} must be true or false, got {v!r}")
+    for name in _STR_FIELDS:
+        if not isinstance(getattr(config, name), str):
+            problems.append(f"{name} must be a string, got {getattr(config, name)!r}")
+    return problems
+
+
+def _value_problems(c: ModelConfig) -> list[str]:
+    """What is out of range or inconsistent in `c` (whose field types `_type_problems` found right)."""
+    problems = []
+    for name, allowed in (("variant", VARIANTS), ("shift", SHIFT_KINDS), ("fusion", FUSIONS), ("dtype", tuple(DTYPES)),
+                          ("lateral", LATERALS)):
+        if getattr(c, name) not in allowed:
+            problems.append(f"{name} {getattr(c, name)!r} is not one of {allowed}")
+    for name in ("n_segment", "dense_units", "big_size", "small_size"):
+        if getattr(c, name) < 1:
+            problems.append(f"{name} must be >= 1, got {getattr(c, name)}")
+    if c.fold_div < 2:
+        problems.append(f"fold_div must be >= 2 (a 1/fold_div share of the channels shifts each way), got {c.fold_div}")
+    for name in _INT_TUPLE_FIELDS:
+        if not getattr(c, name) or min(getattr(c, name)) < 1:
+            problems.append(f"{name} must be a non-empty list of integers >= 1, got {list(getattr(c, name))}")
+    if any(not 0.0 <= d < 1.0 for d in c.dropout):
+        problems.append(f"dropout rates must lie in [0, 1), got {list(c.dropout)}")
+    if problems:  # the checks below need the ranges above
+        return problems
+    if sum(c.big_stages) != len(c.big_filters):
+        problems.append(f"big_stages {c.big_stages} must add up to len(big_filters)={len(c.big_filters)}")
+    if not len(c.big_stages) == len(c.big_pools) == len(c.dropout):
+        problems.append("big_stages, big_pools and dropout need one entry per Big stage")
+    if c.n_au < 0 or not (c.n_au or c.bvp or c.resp):
+        problems.append("the model needs at least one head (n_au > 0, bvp or resp)")
+    if c.variant == "bigsmall" and c.big_filters[-1] != c.small_filters[-1] and c.fusion == "sum":
+        problems.append("sum fusion needs the last Big and Small filters to match")
+    pooled = c.big_size
+    for p in c.big_pools:
+        pooled //= p
+    if c.variant == "bigsmall" and pooled != c.small_size:
+        problems.append(f"Big output {pooled}x{pooled} does not match the Small size {c.small_size}")
+    if c.variant == "pathways" and (c.shift != "none" or c.big_downsample):
+        problems.append("the pathways variant runs the published single-task pathways: shift='none', "
+                        "big_downsample=False")
+    if c.big_gray and c.variant == "small":
+        problems.append("big_gray needs a Big branch (variant 'bigsmall' or 'big')")
+    if c.lateral != "none":
+        if c.variant != "bigsmall" or not c.big_downsample:
+            problems.append("lateral connections need variant 'bigsmall' with big_downsample=True")
+        if (c.big_size // c.big_pools[0]) % c.small_size:
+            problems.append(f"lateral connections need the Big block-1 size {c.big_size // c.big_pools[0]} "
+                            f"to be a multiple of the Small size {c.small_size}")
+        if len(c.small_filters) < 2:
+            problems.append("lateral connections need at least 2 Small convs (block 1 and block 2)")
+    return problems
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,47 +174,7 @@ class ModelConfig:
     small_size: int = 9
 
     def __post_init__(self):
-        for name in ("big_filters", "big_stages", "big_pools", "small_filters", "dropout"):
-            object.__setattr__(self, name, tuple(getattr(self, name)))
-        problems = []
-        if self.variant not in VARIANTS:
-            problems.append(f"variant {self.variant!r} is not one of {VARIANTS}")
-        if self.shift not in SHIFT_KINDS:
-            problems.append(f"shift {self.shift!r} is not one of {SHIFT_KINDS}")
-        if self.fusion not in FUSIONS:
-            problems.append(f"fusion {self.fusion!r} is not one of {FUSIONS}")
-        if self.dtype not in DTYPES:
-            problems.append(f"dtype {self.dtype!r} is not one of {tuple(DTYPES)}")
-        if self.lateral not in LATERALS:
-            problems.append(f"lateral {self.lateral!r} is not one of {LATERALS}")
-        elif self.lateral != "none":
-            if self.variant != "bigsmall" or not self.big_downsample:
-                problems.append("lateral connections need variant 'bigsmall' with big_downsample=True")
-            if (self.big_size // self.big_pools[0]) % self.small_size:
-                problems.append(f"lateral connections need the Big block-1 size {self.big_size // self.big_pools[0]} "
-                                f"to be a multiple of the Small size {self.small_size}")
-            if len(self.small_filters) < 2:
-                problems.append("lateral connections need at least 2 Small convs (block 1 and block 2)")
-        if self.big_gray and self.variant == "small":
-            problems.append("big_gray needs a Big branch (variant 'bigsmall' or 'big')")
-        if int(self.n_segment) < 1:
-            problems.append(f"n_segment must be >= 1, got {self.n_segment}")
-        if sum(self.big_stages) != len(self.big_filters):
-            problems.append(f"big_stages {self.big_stages} must add up to len(big_filters)={len(self.big_filters)}")
-        if not len(self.big_stages) == len(self.big_pools) == len(self.dropout):
-            problems.append("big_stages, big_pools and dropout need one entry per Big stage")
-        if self.n_au < 0 or not (self.n_au or self.bvp or self.resp):
-            problems.append("the model needs at least one head (n_au > 0, bvp or resp)")
-        if self.variant == "bigsmall" and self.big_filters[-1] != self.small_filters[-1] and self.fusion == "sum":
-            problems.append("sum fusion needs the last Big and Small filters to match")
-        pooled = self.big_size
-        for p in self.big_pools:
-            pooled //= p
-        if self.variant == "pathways" and (self.shift != "none" or self.big_downsample):
-            problems.append("the pathways variant runs the published single-task pathways: shift='none', "
-                            "big_downsample=False")
-        if self.variant == "bigsmall" and pooled != self.small_size:
-            problems.append(f"Big output {pooled}x{pooled} does not match the Small size {self.small_size}")
+        problems = _type_problems(self) or _value_problems(self)  # values are checked once their types are right
         if problems:
             raise UserError("invalid model config: " + "; ".join(problems))
 
@@ -143,4 +201,7 @@ class ModelConfig:
         unknown = sorted(set(d) - valid)
         if unknown:
             raise UserError(f"{source}: unknown model config key(s) {unknown}; valid keys: {sorted(valid)}")
-        return cls(**dict(d))
+        try:
+            return cls(**dict(d))
+        except UserError as e:
+            raise UserError(f"{source}: {e}") from None

@@ -18,6 +18,9 @@ What a workdir holds::
     metrics.json      the test metrics (`bigsmall_jax.evaluation.metrics.evaluate_videos`) + run information
     test_*.png        evaluation plots (`bigsmall_jax.evaluation.evaluate.save_plots`)
 
+A workdir must be new, empty, or a run's own with the same config (`bigsmall_jax.train.workdir`): one
+holding other files, or a run of another config, is refused before any work.
+
 The step (`bigsmall_jax.train.step.make_train_step`) is one `jax.pmap` over the local devices of every process
 (``axis_name="batch"``): the train state is replicated, each device gets a contiguous share of whole
 clips of the global batch, task losses are exact global means (per-device sums and valid-label counts

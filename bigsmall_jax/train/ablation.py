@@ -40,7 +40,7 @@ from bigsmall_jax.train.config import (
     load_config,
     validate_config,
 )
-from bigsmall_jax.train.loop import _check_workdir_config
+from bigsmall_jax.train.workdir import check_workdir
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ def run_config(spec: RunSpec):
 
 def check_finished_run(spec: RunSpec) -> None:
     """Refuses a finished run whose saved config is not the planned one (another ablation's run)."""
-    _check_workdir_config(spec.workdir, config_to_json(run_config(spec)))
+    check_workdir(Path(spec.workdir), config_to_json(run_config(spec)))
 
 
 def machine() -> str:

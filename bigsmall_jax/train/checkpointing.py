@@ -34,9 +34,10 @@ def save_train_checkpoint(manager, state_host, progress: Mapping[str, Any], iter
     states = allgather_text("" if iterator_state is None else iterator_state.decode())
     payload = {**progress, "iterator_states": states, "process_count": jax.process_count()}
     step = int(state_host.step)
-    manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state_host),
-                                               progress=ocp.args.JsonSave(payload)), force=True)
-    manager.wait_until_finished()
+    with model_dir.orbax_errors(manager.directory / str(step), "cannot write the training checkpoint"):
+        manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state_host),
+                                                   progress=ocp.args.JsonSave(payload)), force=True)
+        manager.wait_until_finished()
 
 
 def restore_train_checkpoint(manager, target_host) -> tuple[Any, dict] | None:
@@ -44,12 +45,12 @@ def restore_train_checkpoint(manager, target_host) -> tuple[Any, dict] | None:
     step = manager.latest_step()
     if step is None:
         return None
-    try:
+    earlier = [s for s in manager.all_steps() if s < step]
+    hint = (f"; delete it to resume from step {max(earlier)}" if earlier else
+            "; delete it (and the workdir's other files) to start again")
+    with model_dir.orbax_errors(manager.directory / str(step), "cannot restore the training checkpoint", hint):
         restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target_host),
                                                                  progress=ocp.args.JsonRestore()))
-    except Exception as e:  # orbax raises many types for corrupt or mismatched checkpoints
-        raise file_error(manager.directory / str(step), f"cannot restore the training checkpoint "
-                         f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
     progress = dict(restored["progress"])
     if int(progress.get("process_count", 1)) != jax.process_count():
         raise file_error(manager.directory / str(step), f"written by {progress.get('process_count')} processes; "

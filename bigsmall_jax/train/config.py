@@ -7,6 +7,7 @@ are arguments of `bigsmall_jax.train.loop.train_and_evaluate` and flags of the c
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import math
@@ -58,12 +59,8 @@ def _config_path(spec: str | None) -> Path:
     return path.resolve()
 
 
-def load_config(spec: str | None = None) -> ml_collections.ConfigDict:
-    """Runs ``get_config()`` of a config file (path or name of ``configs/``; None: the default).
-
-    The file's package (e.g. ``configs``) is made importable, so configs can share a module.
-    """
-    path = _config_path(spec)
+def _exec_config_file(path: Path):
+    """Runs a config file as a module (its package, e.g. ``configs``, importable) and returns the module."""
     root = str(path.parent.parent)
     if path.parent == _PACKAGED_CONFIGS:  # installed from a wheel: `from configs import common` is this package
         sys.modules.setdefault("configs", importlib.import_module("bigsmall_jax.configs"))
@@ -77,11 +74,43 @@ def load_config(spec: str | None = None) -> ml_collections.ConfigDict:
         raise
     except Exception as e:  # a broken config file: name it
         raise file_error(path, f"cannot load the config: {type(e).__name__}: {e}") from None
+    return module
+
+
+@functools.lru_cache(maxsize=1)
+def _required_keys() -> frozenset[str]:
+    """The dotted keys of the base config (``configs/common.py``) every config must have (``dataset.settings``
+    aside: its keys are free)."""
+    base = _exec_config_file(CONFIGS_DIR / "common.py").base_config()
+    return frozenset(k for k in flat_keys(base) if not k.startswith("dataset.settings"))
+
+
+def load_config(spec: str | None = None) -> ml_collections.ConfigDict:
+    """Runs ``get_config()`` of a config file (path or name of ``configs/``; None: the default).
+
+    The file's package (e.g. ``configs``) is made importable, so configs can share a module.
+
+    Raises:
+      UserError: naming the file: it is missing or fails to run, its ``get_config()`` fails or returns
+        something else than a ConfigDict with every key of the base config (``configs/common.py``).
+    """
+    path = _config_path(spec)
+    module = _exec_config_file(path)
     if not hasattr(module, "get_config"):
         raise file_error(path, "a config file must define get_config()")
-    config = module.get_config()
+    try:
+        config = module.get_config()
+    except UserError:
+        raise
+    except Exception as e:  # noqa: BLE001 - whatever the file's code raises: name the file
+        raise file_error(path, f"get_config() failed: {type(e).__name__}: {e}") from None
     if not isinstance(config, ml_collections.ConfigDict):
         raise file_error(path, f"get_config() returned {type(config).__name__}, not an ml_collections.ConfigDict")
+    missing = sorted(_required_keys() - set(flat_keys(config)))
+    if missing:
+        shown = ", ".join(missing[:6]) + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
+        raise file_error(path, f"get_config() lacks the key(s) {shown}; derive the config from "
+                               f"{CONFIGS_DIR / 'common.py'}'s base_config()")
     return config
 
 
@@ -147,7 +176,7 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str])
 
 def model_config(config: ml_collections.ConfigDict) -> ModelConfig:
     """The `ModelConfig` of a training config's ``model`` section."""
-    return ModelConfig.from_dict(config.model.to_dict(), source="config model")
+    return ModelConfig.from_dict(config.model.to_dict(), source="config section 'model'")
 
 
 def _validate_optim_and_loss(config: ml_collections.ConfigDict, mc: ModelConfig) -> None:

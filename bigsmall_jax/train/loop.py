@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import logging
 import math
 import os
@@ -28,7 +27,7 @@ from tqdm import tqdm
 
 from bigsmall_jax.datasets import tfds_builders
 from bigsmall_jax.datasets.input_pipeline import make_loader, restore_iterator
-from bigsmall_jax.errors import UserError, file_error
+from bigsmall_jax.errors import UserError
 from bigsmall_jax.evaluation import evaluate
 from bigsmall_jax.files import write_json_atomic
 from bigsmall_jax.model import BigSmall, ModelConfig, build_model
@@ -41,7 +40,7 @@ from bigsmall_jax.train.checkpointing import (
     restore_train_checkpoint,
     save_train_checkpoint,
 )
-from bigsmall_jax.train.config import config_differences, config_to_json, validate_config
+from bigsmall_jax.train.config import config_to_json, validate_config
 from bigsmall_jax.train.data import get_builder, make_epoch_loader, steps_per_epoch
 from bigsmall_jax.train.logs import MetricsLog, plot_losses, tensorboard_writer
 from bigsmall_jax.train.parallel import (
@@ -54,6 +53,7 @@ from bigsmall_jax.train.parallel import (
 )
 from bigsmall_jax.train.state import create_train_state
 from bigsmall_jax.train.step import make_train_step
+from bigsmall_jax.train.workdir import CONFIG_NAME, check_workdir, remove_leftovers
 from bigsmall_jax.train.workdir_lock import WorkdirLock
 
 log = logging.getLogger(__name__)
@@ -122,20 +122,6 @@ class _Run:
 # Set-up and resume.
 
 
-def _check_workdir_config(workdir: Path, config_json: dict) -> None:
-    """Refuses a workdir whose config.json differs from this run's (`config_differences`)."""
-    saved = workdir / "config.json"
-    if not saved.is_file():
-        return
-    try:
-        diffs = config_differences(json.loads(saved.read_text()), config_json)
-    except json.JSONDecodeError:
-        diffs = ["(config.json unreadable)"]
-    if diffs:
-        raise file_error(workdir, f"holds a run with a different config (keys {', '.join(diffs)}); use another "
-                                  "--workdir, or the same config to resume it")
-
-
 def _open_data(config: ml_collections.ConfigDict, mc: ModelConfig) -> tuple[Any, Any, Any]:
     """(builder, train source, validation source or None); builds the dataset when missing."""
     builder = get_builder(config)
@@ -155,6 +141,8 @@ def _setup_run(config: ml_collections.ConfigDict, workdir: Path, hooks: Hooks) -
     n_proc = jax.process_count()
     batch_clips = int(config.train.batch_clips)
     check_batch_divisible(batch_clips, jax.device_count(), n_proc)
+    config_json = config_to_json(config)
+    check_workdir(workdir, config_json)  # before any work: a workdir this run may not write
     builder, train_source, val_source = _open_data(config, mc)  # a bad dataset fails before anything is written
     n_steps = steps_per_epoch(len(train_source), config, n_proc)
     total_steps = n_steps * int(config.train.num_epochs)
@@ -166,14 +154,13 @@ def _setup_run(config: ml_collections.ConfigDict, workdir: Path, hooks: Hooks) -
     step_fn = make_train_step(model, schedule, seed=int(config.seed), task_weights=weights, au_pos_weight=pos_weight,
                               pcgrad=bool(config.loss.pcgrad), per_clip_dropout=bool(config.train.per_clip_dropout),
                               task_start_steps=starts, nan_at_step=hooks.nan_at_step)
-    config_json = config_to_json(config)
-    _check_workdir_config(workdir, config_json)
     primary = jax.process_index() == 0
     workdir.mkdir(parents=True, exist_ok=True)
     lock = WorkdirLock(workdir).acquire() if primary else None  # a second trainer on this workdir stops here
     try:
         if primary:
-            write_json_atomic(workdir / "config.json", config_json)
+            remove_leftovers(workdir)
+            write_json_atomic(workdir / CONFIG_NAME, config_json)
         log.info("%s/%s: %d train clips, %d steps/epoch x %d epochs, %d clips/step on %d devices (%d processes)",
                  builder.name, builder.builder_config.name, len(train_source), n_steps, int(config.train.num_epochs),
                  batch_clips, jax.device_count(), n_proc)
@@ -415,6 +402,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
         if jax.process_count() > 1:
             multihost_utils.sync_global_devices("bigsmall_train_done")
     finally:
+        run.manager.close()  # its threads end before the interpreter does, even after an error
         if run.lock is not None:
             run.lock.release()
     return RunResult(run.workdir, results, step, final.params, stopped)

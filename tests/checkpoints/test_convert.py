@@ -144,3 +144,13 @@ def test_save_checkpoint_overwrite_replaces_only_a_model_directory(tmp_path):
         save_checkpoint(foreign, config, variables, overwrite=True)
     assert (foreign / "notes.txt").read_text() == "mine"
     assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_convert_to_a_place_that_cannot_be_written_fails_before_reading(pth_folder, tmp_path, capsys):
+    """/proc refuses new folders even to root (orbax would otherwise retry for minutes); a file is no folder."""
+    src = pth_folder / "model.pth"
+    expect_nothing_changed(capsys, convert_main, [src, "/proc/ckpt"], tmp_path,
+                           "error: /proc/ckpt: OUT_DIR cannot be written")
+    (tmp_path / "a_file").write_text("keep")
+    expect_nothing_changed(capsys, convert_main, [src, tmp_path / "a_file" / "ckpt"], tmp_path,
+                           f"OUT_DIR cannot be created: {tmp_path / 'a_file'} is a file")

@@ -55,6 +55,7 @@ def test_interrupted_build_is_not_loadable_and_a_rerun_succeeds(tmp_path, monkey
     builder = tb.BigsmallSynthetic(data_dir=data_dir, config=registry.make_config("synthetic", **MINI))
     assert not builder.is_prepared() and not _prepared_dirs(data_dir)
     assert not list(data_dir.rglob("incomplete.*"))  # the temporary directory was removed
+    assert not data_dir.exists()  # nor a lock file or an empty config folder: the data dir it made is gone too
     with pytest.raises(UserError, match="is not built"):
         tb.data_source(builder, "train")
 
@@ -85,8 +86,13 @@ def test_killed_build_leaves_nothing_loadable(tmp_path):
     proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 9, proc.stderr[-2000:]
     assert list(data_dir.rglob("incomplete.*")) and not _prepared_dirs(data_dir)
+    left = sorted(p.name for p in data_dir.iterdir())
+    assert left[0].startswith(".bigsmall_synthetic-") and left[0].endswith(".lock"), left  # the killed run's lock
     builder = prepare.ensure_dataset("synthetic", data_dir, progress=False, **MINI)
     assert builder.is_prepared() and len(_prepared_dirs(data_dir)) == 1
+    # The rebuild removed what the killed build left: its incomplete.* and download folders, its lock file.
+    assert not list(data_dir.rglob("incomplete.*")) and sorted(p.name for p in data_dir.iterdir()) == [
+        "bigsmall_synthetic"]
 
 
 def test_prepare_cli_unknown_dataset_lists_valid_names(tmp_path, capsys):
@@ -117,6 +123,20 @@ def test_prepare_cli_bad_setting_is_one_line(tmp_path, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: bigsmall_synthetic: unknown setting 'colour'")
+
+
+@pytest.mark.parametrize("where", ["/proc/data", "a_file/data"])
+def test_prepare_into_a_place_that_cannot_be_written_is_one_line(tmp_path, capsys, monkeypatch, where):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(SystemExit) as exc:
+        prepare_cli.main(["--data-dir", where, "--n-subjects", "4", "--no-progress"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {where}: the data directory cannot be"), err
+    assert "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
 
 
 def test_open_prepared_opens_the_tiny_dataset_by_config_or_from_disk(tiny_synthetic_dataset):

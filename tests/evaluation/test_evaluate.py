@@ -202,3 +202,12 @@ def test_outputs_inside_an_input_are_refused(tiny_synthetic_dataset, ckpt, tmp_p
                            "bigsmall_config.json", "--output lies inside the input")
     expect_nothing_changed(capsys, evaluate_main, [*base, "--output", Path(data_dir) / "res.json"], Path(data_dir),
                            "res.json", "--output lies inside the input")
+
+
+def test_unwritable_output_is_refused_before_any_work(ckpt, tmp_path, capsys):
+    base = ["--checkpoint", ckpt, "--data-dir", tmp_path / "no_data", "--dataset", "synthetic"]
+    expect_nothing_changed(capsys, evaluate_main, [*base, "--output", "/proc/res.json"], tmp_path,
+                           "/proc/res.json", "cannot write into the folder of --output")
+    (tmp_path / "file").write_text("x")
+    expect_nothing_changed(capsys, evaluate_main, [*base, "--output", tmp_path / "file" / "res.json"], tmp_path,
+                           "res.json", "does not exist")

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
+import resource
 from pathlib import Path
 
 import imageio
+import jax
 import numpy as np
 import pytest
 from cli_checks import expect_nothing_changed, expect_one_error_line
@@ -220,3 +223,46 @@ def test_outputs_inside_an_input_are_refused(tmp_path, capsys, ckpt, video):
     expect_nothing_changed(capsys, infer_main, [frames, "--checkpoint", ckpt, "--fps", "30", "--output",
                                                 frames / "res.json"], tmp_path, "--output lies inside the input")
     assert not (tmp_path / "res.json").exists()
+
+
+# ------------------------------------------------------------------------------- output locations, NaN outputs
+
+
+def test_unwritable_outputs_are_refused_before_the_video_is_read(tmp_path, capsys, ckpt, video):
+    """/proc and /sys refuse new files even to root; a path under a file is no folder at all."""
+    base = [video, "--checkpoint", ckpt, "--no-face-crop"]
+    expect_nothing_changed(capsys, infer_main, [*base, "--output", "/proc/res.json"], tmp_path,
+                           "/proc/res.json", "cannot write into the folder of --output")
+    expect_nothing_changed(capsys, infer_main, [*base, "--output", tmp_path / "res.json", "--plot", "/sys/p.png"],
+                           tmp_path, "/sys/p.png", "cannot write into the folder of --plot")
+    (tmp_path / "file").write_text("x")
+    expect_nothing_changed(capsys, infer_main, [*base, "--output", tmp_path / "file" / "res.json"], tmp_path,
+                           "res.json", "does not exist")
+
+
+def test_a_full_disk_is_one_error_line_and_leaves_nothing(tmp_path, capsys, ckpt, video):
+    """Writes beyond 4 KiB fail (RLIMIT_FSIZE: EFBIG, as ENOSPC on a full disk; Python ignores SIGXFSZ)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    out = tmp_path / "out"
+    out.mkdir()
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, hard))
+    try:
+        expect_one_error_line(capsys, infer_main, [video, "--checkpoint", ckpt, "--no-face-crop", "--output",
+                                                   out / "res.json"], out, "res.json", "cannot write it")
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+
+def test_weights_that_overflow_to_nan_are_refused(tmp_path, capsys, ckpt, video):
+    """Finite but huge weights (1e30) overflow to inf and NaN: an error naming the checkpoint, not a JSON of NaN."""
+    config, variables = convert_file(DATA / "bigsmall_random_init.pth")
+    huge = jax.tree_util.tree_map(lambda x: np.asarray(x) * np.float32(1e30), variables)
+    absl = logging.getLogger("absl")  # orbax's INFO lines would go to the closed stream of an earlier test's capsys
+    level = absl.level
+    absl.setLevel(logging.WARNING)
+    try:
+        bad = save_checkpoint(tmp_path / "huge", config, huge)
+    finally:
+        absl.setLevel(level)
+    _expect_user_error(capsys, tmp_path, [video, "--checkpoint", bad, "--no-face-crop"], str(bad),
+                       "NaN or inf on", "frames of")

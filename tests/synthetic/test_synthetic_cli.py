@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import stat
 import subprocess
 import sys
 
@@ -15,8 +16,14 @@ from bigsmall_jax.synthetic.cli import main
 
 def test_cli_writes_videos_labels_and_plots(tmp_path, capsys):
     out = tmp_path / "synth"
-    main(["--out", str(out), "--n-subjects", "3", "--videos-per-subject", "1", "--duration", "0.6",
-             "--frame-size", "64", "--set", "noise_std=1.5"])
+    umask = os.umask(0o027)  # not the usual 0o022, so a file that ignores the umask is seen
+    try:
+        main(["--out", str(out), "--n-subjects", "3", "--videos-per-subject", "1", "--duration", "0.6",
+              "--frame-size", "64", "--set", "noise_std=1.5"])
+    finally:
+        os.umask(umask)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()}
+    assert set(modes.values()) == {0o640}, modes  # mp4s like the CSVs and PNGs: 0o666 minus the umask
     names = sorted(p.name for p in out.iterdir())
     assert names == sorted([f"S0{i}_V0.{e}" for i in range(3) for e in ("mp4", "csv")]
                            + ["contact_sheet.png", "labels.png", "splits.csv", "subjects.csv"])
