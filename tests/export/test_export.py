@@ -65,6 +65,17 @@ def _run_onnx(path, big, small) -> dict[str, np.ndarray]:
     return dict(zip(names, session.run(names, {"big": big, "small": small}), strict=True))
 
 
+def _same_up_to_rounding(a, b) -> bool:
+    """JSON values equal, numbers (not booleans) to 1e-4 relative or 1e-3 absolute."""
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same_up_to_rounding(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return isinstance(b, list) and len(a) == len(b) and all(map(_same_up_to_rounding, a, b))
+    if isinstance(a, float) or isinstance(b, float):
+        return b == pytest.approx(a, rel=1e-4, abs=1e-3)
+    return a == b
+
+
 def _max_diff(a, b) -> float:
     return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
 
@@ -218,7 +229,9 @@ def test_infer_runtime_onnx_gives_the_json_of_jax(tmp_path, capsys, bigsmall):
         docs[runtime] = json.loads((tmp_path / f"{runtime}.json").read_text())
     jax_doc, onnx_doc = docs["jax"], docs["onnx"]
     skip = {"checkpoint", "seconds", "frames_per_s", "bvp", "resp", "au_probs", "hr_bpm", "rr_bpm"}
-    assert {k: v for k, v in onnx_doc.items() if k not in skip} == {k: v for k, v in jax_doc.items() if k not in skip}
+    # Everything else, HRV and signal quality included, is the same up to float32 rounding of the waves.
+    assert _same_up_to_rounding({k: v for k, v in onnx_doc.items() if k not in skip},
+                                {k: v for k, v in jax_doc.items() if k not in skip})
     assert onnx_doc["num_frames"] == 50 and onnx_doc["n_padded_frames"] == 1 and onnx_doc["face_box"][2] > 50
     for k in ("bvp", "resp", "au_probs"):
         assert np.shape(onnx_doc[k]) == np.shape(jax_doc[k]) and _max_diff(onnx_doc[k], jax_doc[k]) <= ATOL, k

@@ -113,7 +113,8 @@ def test_new_variants_run_for_any_clip_length_clip_by_clip(variant, n_segment):
 
 def test_every_authors_class_names_a_variant_and_back():
     assert len(AUTHOR_CLASSES) == 12
-    assert set(AUTHOR_CLASSES.values()) | {"small_resp"} == set(NAMED_VARIANTS)
+    # pathways: the three single-task pathways run as one model (the shipped published weights), no class of its own
+    assert set(AUTHOR_CLASSES.values()) | {"small_resp", "pathways"} == set(NAMED_VARIANTS)
     for cls, name in AUTHOR_CLASSES.items():
         assert named_config(cls) == named_config(name)
     with pytest.raises(UserError, match="unknown model variant 'BSSFWTSM_Lateral'.*BSSFWTSM_BiDirLatConn"):
