@@ -110,7 +110,7 @@ class Lighting:
       exposure_lag_s, wb_lag_s: time constants of auto-exposure and auto white balance.
       flicker_hz, flicker: aliased mains flicker frequency (Hz) and relative depth.
       read_noise, shot_noise: sensor noise: std = sqrt(read^2 + shot * level) grey levels.
-      jpeg_quality: per-frame JPEG quality.
+      jpeg_quality: per-frame JPEG quality (None: no compression).
     """
 
     key_dir: tuple[float, float, float]
@@ -126,7 +126,7 @@ class Lighting:
     flicker: float
     read_noise: float
     shot_noise: float
-    jpeg_quality: int
+    jpeg_quality: int | None
 
 
 def _unit(v) -> tuple[float, float, float]:
@@ -509,7 +509,9 @@ def render_physical(scene: PhysicalScene, sig: PhysicalSignals, light: Lighting,
             k, oy, ox = offsets[sl.start + i]
             frame += bank[k % len(bank), oy:oy + size, ox:ox + size] * np.sqrt(read2 + shot * frame)
             np.clip(np.rint(frame, out=frame), 0, 255, out=frame)
-            out[sl.start + i] = _jpeg(frame.astype(np.uint8)[..., ::-1], light.jpeg_quality)[..., ::-1]
+            out[sl.start + i] = frame
+            if light.jpeg_quality is not None:
+                out[sl.start + i] = _jpeg(out[sl.start + i, ..., ::-1], light.jpeg_quality)[..., ::-1]
     return out
 
 
