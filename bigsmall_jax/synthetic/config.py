@@ -55,6 +55,8 @@ class SyntheticConfig:
       blood_pulse: physical: mean peak-to-peak relative change of the dermal blood volume over a beat
         (per subject x0.7-1.3); the skin optics turn 0.012 into ~0.5% green on the cheeks.
       nuisance: physical: scales head motion, talking, light changes, flicker and sensor noise (1: realistic).
+      vary_format: physical: each video draws its own frame rate (25 or 30 fps, replacing `fps`) and frame
+        size (160-720 pixels, log-uniform, replacing `frame_size`), so rates and looks are scale-free.
     """
 
     n_subjects: int = 12
@@ -82,6 +84,7 @@ class SyntheticConfig:
     style: str = "classic"
     blood_pulse: float = 0.012
     nuisance: float = 1.0
+    vary_format: bool = False
 
     def __post_init__(self):
         def bad(name, why):

@@ -515,9 +515,20 @@ def render_physical(scene: PhysicalScene, sig: PhysicalSignals, light: Lighting,
     return out
 
 
+def video_format(subject_index: int, video_index: int, config: SyntheticConfig) -> SyntheticConfig:
+    """The config of one video: with `SyntheticConfig.vary_format`, its own fps (25 or 30) and frame size
+    (160-720 pixels, log-uniform; stream 9); otherwise `config` itself."""
+    if not config.vary_format:
+        return config
+    r = rng(config.seed, subject_index, video_index, 9)
+    size = int(round(np.exp(r.uniform(np.log(160), np.log(720)))))
+    return dataclasses.replace(config, fps=float(r.choice([25.0, 30.0])), frame_size=size)
+
+
 def generate_physical(subject_index: int, video_index: int, config: SyntheticConfig) -> Recording:
     """One physical synthetic video with its labels (see `recordings.generate_recording`); its ``extra``
     holds ``beat_times_s`` (n_beats,) float64, the systolic peak times of the label `bvp` in seconds."""
+    config = video_format(subject_index, video_index, config)
     sp, ident = physical_subject(subject_index, config.seed)
     vp = video_params(sp, subject_index, video_index, config)
     light = lighting(subject_index, video_index, config)

@@ -11,12 +11,14 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from bigsmall_jax.datasets.recording import Recording
+from bigsmall_jax.datasets.recording import AU_NAMES, Recording
 from bigsmall_jax.errors import UserError, cli_main
 from bigsmall_jax.evaluation.signals import snr_db, wave_to_rate
 from bigsmall_jax.evaluation.unsupervised import bandpass, pos, spatial_means
@@ -71,6 +73,38 @@ def summarize(scores: Sequence[dict[str, float]]) -> dict[str, float]:
             "green_amp_median": round(float(np.median([s["green_amp"] for s in scores])), 5)}
 
 
+PUBLISHED = {"bvp": "BP4D_Small_Heart_Clip3_Split1_Epoch4.pth", "au": "BP4D_Big_AU_Clip3_Split1_Epoch4.pth"}
+
+
+def published_scores(recs: Sequence[Recording], model_dir: str | os.PathLike) -> dict:
+    """The published BP4D+ single-task models (fold 1) on synthetic recordings, with the inference
+    pipeline's own face crop (Haar cascade on the first frame).
+
+    Returns:
+      hr_within_5bpm: share of videos whose Small pulse model heart rate is within 5 beats/min of the
+      label's mean; hr_mae_bpm; au_f1: the Big AU model's frame F1 per AU against the synthetic labels
+      (AU06 and AU12 are the ones real and synthetic faces show alike); per_video rows.
+    """
+    from bigsmall_jax.checkpoints import load_checkpoint
+    from bigsmall_jax.evaluation.metrics import au_metrics
+    from bigsmall_jax.inference.video import infer_frames
+
+    models = {k: load_checkpoint(Path(model_dir) / f) for k, f in PUBLISHED.items()}
+    rows, logits, labels = [], [], []
+    for rec in tqdm(recs, desc="published models", unit="video"):
+        hr = infer_frames(*models["bvp"], rec.frames, rec.fps, source=rec.name, progress=False).hr_bpm
+        au = infer_frames(*models["au"], rec.frames, rec.fps, source=rec.name, progress=False).outputs["au"]
+        true = float(np.mean(rec.hr_bpm))
+        rows.append({"name": rec.name, "hr_model": None if hr is None else round(hr, 2), "hr_true": round(true, 2)})
+        logits.append(au[:rec.num_frames])
+        labels.append(rec.au)
+    err = np.array([abs(r["hr_model"] - r["hr_true"]) if r["hr_model"] is not None else np.inf for r in rows])
+    f1 = au_metrics(np.concatenate(logits), np.concatenate(labels))["f1"]
+    return {"hr_within_5bpm": round(float(np.mean(err <= 5)), 3),
+            "hr_mae_bpm": round(float(np.mean(err[np.isfinite(err)])), 2) if np.isfinite(err).any() else None,
+            "au_f1": {name: round(float(x), 3) for name, x in zip(AU_NAMES, f1, strict=True)}, "per_video": rows}
+
+
 def measure(config: SyntheticConfig, split: str = "test") -> dict:
     """POS scores of every video of the split's subjects, and their summary."""
     subjects = subject_splits(config)[split]
@@ -91,11 +125,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--frame-size", type=int, default=160)
     p.add_argument("--split", default="test", choices=("train", "validation", "test"))
     p.add_argument("--test-fraction", type=float, default=0.5)
+    p.add_argument("--published", default="", metavar="DIR",
+                   help="also run the published BP4D+ models found in DIR (e.g. ../shared/reference)")
     args = p.parse_args(argv)
     config = dataclasses.replace(SyntheticConfig(), style=args.style, n_subjects=args.n_subjects,
                                  duration_s=args.duration, frame_size=args.frame_size,
                                  test_fraction=args.test_fraction, val_fraction=0.0)
-    print(json.dumps(measure(config, args.split), indent=1))
+    out = measure(config, args.split)
+    if args.published:
+        recs = list(iter_recordings(config, subject_splits(config)[args.split]))
+        out["published"] = published_scores(recs, args.published)
+    print(json.dumps(out, indent=1))
 
 
 if __name__ == "__main__":

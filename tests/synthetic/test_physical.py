@@ -182,3 +182,11 @@ def test_flicker_aliases_to_the_frame_rate():
     assert waveforms.flicker_hz(50.0, 25.0) == 0.0
     assert waveforms.flicker_hz(50.0, 30.0) == 10.0
     assert waveforms.flicker_hz(60.0, 25.0) == 5.0
+
+
+def test_vary_format_draws_frame_rate_and_size_per_video():
+    cfg = dataclasses.replace(TINY, vary_format=True, n_subjects=12)
+    formats = {(c.fps, c.frame_size) for c in (ph.video_format(s, v, cfg) for s in range(12) for v in range(2))}
+    fps, sizes = {f for f, _ in formats}, [s for _, s in formats]
+    assert fps == {25.0, 30.0} and min(sizes) >= 160 and max(sizes) <= 720 and max(sizes) > 2 * min(sizes)
+    assert ph.video_format(0, 0, TINY) is TINY
