@@ -12,7 +12,7 @@ from bigsmall_jax.synthetic.plots import save_style_sheet
 
 
 def main():
-    base = SyntheticConfig(duration_s=8.0, n_subjects=8)
+    base = SyntheticConfig(duration_s=4.0, n_subjects=8)
     rows = []
     for s in range(8):
         old = generate_recording(s, 0, base)

@@ -443,7 +443,7 @@ def _noise_bank(r: np.random.Generator, size: int, frames: int = 8, margin: int 
 
 
 def render_physical(scene: PhysicalScene, sig: PhysicalSignals, light: Lighting, blood_pulse: float,
-                    rng_noise: np.random.Generator, chunk: int = 25) -> np.ndarray:
+                    rng_noise: np.random.Generator, chunk: int = 8) -> np.ndarray:
     """(T, S, S, 3) uint8 RGB frames of a physical scene driven by its signals.
 
     The albedo and relief changes are applied inside the bounding box of their non-zero pixels; sensor
@@ -465,7 +465,6 @@ def render_physical(scene: PhysicalScene, sig: PhysicalSignals, light: Lighting,
     half /= np.linalg.norm(half, axis=1, keepdims=True)
     dirs = np.stack([key, fill, half], axis=2).astype(np.float32)  # (T, 3 xyz, 3 lights)
     key_rgb, fill_rgb, amb = (np.asarray(c, np.float32) for c in (light.key_rgb, light.fill_rgb, light.ambient_rgb))
-    light_rgb = np.stack([key_rgb, fill_rgb])  # (2, 3)
     lit_bg = scene.background * (0.55 * key_rgb + fill_rgb + amb)
     a_rows, a_cols = _box(scene.albedo_deltas)
     a_deltas = np.ascontiguousarray(scene.albedo_deltas[:, a_rows, a_cols])
@@ -494,8 +493,12 @@ def render_physical(scene: PhysicalScene, sig: PhysicalSignals, light: Lighting,
         for _ in range(int(np.log2(light.shininess))):
             spec *= spec
         spec *= (cos[..., 0] > 0) * spec_w
-        irr = (cos[..., :2] @ light_rgb + amb) * np.clip(nrm[..., 3:], 0.1, 1.5)
-        colour = albedo * irr + spec[..., None] * key_rgb
+        irr = cos[..., 0:1] * key_rgb
+        irr += cos[..., 1:2] * fill_rgb
+        irr += amb
+        irr *= np.clip(nrm[..., 3:], 0.1, 1.5)
+        colour = albedo * irr
+        colour += spec[..., None] * key_rgb
         disp = _matmul_active(flow_w[sl], scene.flows)
         if disp is None:
             disp = np.zeros((n, size, size, 2), np.float32)
