@@ -78,11 +78,20 @@ class Identity:
     beard: float
 
 
+def melanin_of(skin_rgb) -> float:
+    """The melanin fraction whose skin (`skin.skin_rgb` at mid blood) has the green level of `skin_rgb`:
+    a subject keeps its classic skin tone."""
+    grid = np.linspace(*skin.MELANIN_RANGE, 200)
+    green = skin.skin_rgb(grid, float(np.mean(skin.BLOOD_RANGE)))[:, 1]  # falls with melanin
+    return float(np.interp(-float(skin_rgb[1]), -green, grid))
+
+
 def identity(subject_index: int, seed: int) -> Identity:
-    """The physical identity of a subject (its own random stream, so the classic parameters are unchanged)."""
+    """The physical identity of a subject: melanin from its classic skin tone, the rest from its own random
+    stream (so the classic parameters are unchanged)."""
     r = rng(seed, subject_index, 6)
-    lo, hi = skin.MELANIN_RANGE
-    return Identity(melanin=float(np.exp(r.uniform(np.log(lo), np.log(hi)))),
+    classic = subject_params(subject_index, seed)
+    return Identity(melanin=melanin_of(classic.skin_rgb),
                     blood=float(r.uniform(*skin.BLOOD_RANGE)), perfusion=float(r.uniform(0.7, 1.3)),
                     oiliness=float(r.uniform(0.02, 0.12)), glasses=bool(r.uniform() < 0.25),
                     beard=float(r.uniform(0.4, 1.0)) if r.uniform() < 0.2 else 0.0)
@@ -208,7 +217,8 @@ def _paint_beard(canvas: Canvas, sp: SubjectParams, ident: Identity, grid, look:
     region = np.maximum(region, np.clip((v - sp.mouth_y - 0.12) / 0.08, 0, 1) * (np.abs(u) < 0.9))
     moustache = grid.gauss(0.0, sp.mouth_y - sp.upper_lip - 0.04, 0.3, 0.035)
     stubble = 0.6 + 0.4 * np.clip(look.texture * 3 + 0.5, 0, 1)
-    cov = np.clip(ident.beard * np.maximum(region, moustache) * stubble * (v < 1.1), 0, 1) * (1 - canvas.skin * 0)
+    on_face = np.clip((1.0 - np.sqrt(look.un**2 + v**2)) * grid.b + 0.5, 0.0, 1.0)  # inside the face outline
+    cov = np.clip(ident.beard * np.maximum(region, moustache) * stubble, 0, 1) * on_face
     canvas.paint(np.asarray(sp.hair_rgb) * 0.9, cov)
     return cov
 

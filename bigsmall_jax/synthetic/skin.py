@@ -34,7 +34,7 @@ MU_SCATTER = 4.6 * (BAND_NM / 500.0) ** -1.42  # dermal reduced scattering, per 
 MU_BASE = 0.025  # bloodless dermis absorption, per mm
 EPIDERMIS_MM = 0.03  # melanin-bearing (basal) layer
 
-MELANIN_RANGE = (0.01, 0.28)  # very light to very dark skin
+MELANIN_RANGE = (0.01, 0.43)  # very light to very dark skin (Jacques: 1.3-43% in melanosomes)
 BLOOD_RANGE = (0.009, 0.016)  # dermal blood volume fraction
 # Camera colour filters overlap: each camera channel (row) sees a mix of the three bands (columns).
 CROSSTALK = np.array([[0.8, 0.15, 0.05], [0.1, 0.8, 0.1], [0.05, 0.2, 0.75]])
