@@ -106,7 +106,7 @@ def save_style_sheet(rows: Sequence[tuple[str, Sequence[np.ndarray], Sequence[np
         raise UserError("save_style_sheet: no rows")
     n_left, n_right = len(rows[0][1]), len(rows[0][2])
     cols = n_left + n_right
-    fig = new_figure(1.5 * cols, 1.55 * len(rows))
+    fig = new_figure(1.1 * cols, 1.15 * len(rows))
     axes = fig.subplots(len(rows), cols, squeeze=False)
     for r, (title, a, b) in enumerate(rows):
         for c, frame in enumerate([*a, *b]):
