@@ -53,7 +53,7 @@ class SyntheticConfig:
         pulse_amplitude, resp_motion_px, head_motion_px, head_rotation_deg, illumination_drift, noise_std,
         compression and jpeg_quality, and draws its own at `nuisance` strength).
       blood_pulse: physical: mean peak-to-peak relative change of the dermal blood volume over a beat
-        (per subject x0.7-1.3); the skin optics turn 0.02 into ~0.45% green on cheeks and forehead.
+        (per subject x0.7-1.3); the skin optics turn 0.02 into ~0.4% green on cheeks and forehead.
       nuisance: physical: scales head motion, talking, light changes, flicker and sensor noise (1: realistic).
       vary_format: physical: each video draws its own frame rate (25 or 30 fps, replacing `fps`) and frame
         size (160-720 pixels, log-uniform, replacing `frame_size`), so rates and looks are scale-free.

@@ -8,13 +8,13 @@ from bigsmall_jax.datasets.recording import Recording
 from bigsmall_jax.synthetic import realism
 
 
-def _video(pulse_amp: float, noise: float, hr_bpm: float = 72.0, fps: float = 25.0, seconds: float = 20.0):
+def _video(pulse_amp: float, noise: float, hr_bpm: float = 72.0, fps: float = 25.0, seconds: float = 12.0):
     t = np.arange(int(seconds * fps)) / fps
     wave = np.sin(2 * np.pi * hr_bpm / 60.0 * t)
     colour = np.array([180.0, 130.0, 100.0]) * (1.0 - pulse_amp * np.array([0.33, 1.0, 0.6]) * wave[:, None])
-    frames = colour[:, None, None, :] + noise * np.random.default_rng(0).standard_normal((len(t), 64, 64, 3))
+    frames = colour[:, None, None, :] + noise * np.random.default_rng(0).standard_normal((len(t), 40, 40, 3))
     return Recording(name="v", subject="s", frames=np.clip(np.rint(frames), 0, 255).astype(np.uint8), fps=fps,
-                     hr_bpm=np.full(len(t), hr_bpm), face_box=(8, 8, 48, 48))
+                     hr_bpm=np.full(len(t), hr_bpm), face_box=(4, 4, 32, 32))
 
 
 def test_roi_is_forehead_and_cheeks_inside_the_box():
