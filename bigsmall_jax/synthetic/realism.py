@@ -83,26 +83,39 @@ def published_scores(recs: Sequence[Recording], model_dir: str | os.PathLike) ->
     Returns:
       hr_within_5bpm: share of videos whose Small pulse model heart rate is within 5 beats/min of the
       label's mean; hr_mae_bpm; au_f1: the Big AU model's frame F1 per AU against the synthetic labels
-      (AU06 and AU12 are the ones real and synthetic faces show alike); per_video rows.
+      (AU06 and AU12 are the ones real and synthetic faces show alike); haar_found: share of videos where
+      the Haar cascade found the face (elsewhere the models read the known face box); per_video rows.
     """
     from bigsmall_jax.checkpoints import load_checkpoint
     from bigsmall_jax.evaluation.metrics import au_metrics
     from bigsmall_jax.inference.video import infer_frames
 
     models = {k: load_checkpoint(Path(model_dir) / f) for k, f in PUBLISHED.items()}
+
+    def infer(kind: str, rec: Recording):
+        """Inference with the Haar face crop, or on the known face box where Haar finds no face."""
+        try:
+            return infer_frames(*models[kind], rec.frames, rec.fps, source=rec.name, progress=False), True
+        except UserError:
+            x, y, w, h = rec.face_box
+            crop = rec.frames[:, max(y, 0):y + h, max(x, 0):x + w]
+            return infer_frames(*models[kind], crop, rec.fps, face_crop=None, source=rec.name, progress=False), False
+
     rows, logits, labels = [], [], []
     for rec in tqdm(recs, desc="published models", unit="video"):
-        hr = infer_frames(*models["bvp"], rec.frames, rec.fps, source=rec.name, progress=False).hr_bpm
-        au = infer_frames(*models["au"], rec.frames, rec.fps, source=rec.name, progress=False).outputs["au"]
-        true = float(np.mean(rec.hr_bpm))
-        rows.append({"name": rec.name, "hr_model": None if hr is None else round(hr, 2), "hr_true": round(true, 2)})
+        pulse, found = infer("bvp", rec)
+        au = infer("au", rec)[0].outputs["au"]
+        hr, true = pulse.hr_bpm, float(np.mean(rec.hr_bpm))
+        rows.append({"name": rec.name, "hr_model": None if hr is None else round(hr, 2), "hr_true": round(true, 2),
+                     "haar_found_face": found})
         logits.append(au[:rec.num_frames])
         labels.append(rec.au)
     err = np.array([abs(r["hr_model"] - r["hr_true"]) if r["hr_model"] is not None else np.inf for r in rows])
     f1 = au_metrics(np.concatenate(logits), np.concatenate(labels))["f1"]
     return {"hr_within_5bpm": round(float(np.mean(err <= 5)), 3),
             "hr_mae_bpm": round(float(np.mean(err[np.isfinite(err)])), 2) if np.isfinite(err).any() else None,
-            "au_f1": {name: round(float(x), 3) for name, x in zip(AU_NAMES, f1, strict=True)}, "per_video": rows}
+            "au_f1": {name: round(float(x), 3) for name, x in zip(AU_NAMES, f1, strict=True)},
+            "haar_found": round(float(np.mean([r["haar_found_face"] for r in rows])), 3), "per_video": rows}
 
 
 def measure(config: SyntheticConfig, split: str = "test") -> dict:
