@@ -21,6 +21,11 @@ Modules, in the order a video is made:
   ``python -m bigsmall_jax.synthetic --out DIR`` (both import matplotlib, so this package does not
   import them).
 
+``SyntheticConfig(style="physical")`` swaps the look for `physical` (3D-lit faces, pulse in a skin
+reflectance model with heart-rate variability, realistic nuisances), built from `skin` (melanin and
+blood optics), `head` (depth map, normals, cluttered background) and the classic drawing steps;
+`realism` measures how real its pulse looks to POS and to the published BP4D+ models.
+
 Learnability: the AU cues are deliberately exaggerated (brows move 4-7 px, wrinkles 2-3 px wide at
 160 px; `SyntheticConfig.au_strength` scales them), because the default CPU run sees only ~8,000 Big
 frames. Measured on the default dataset, held-out subjects (8 train / 4 held out): a linear ridge model

@@ -69,16 +69,22 @@ class AuLayer:
     Attributes:
       delta: (S, S, 3) colour change in grey levels (a view into `Scene.deltas`).
       flow: (S, S, 2) content displacement (dx, dy) in pixels (a view into `Scene.flows`).
+      relief: None, or (S, S) where `shade` accumulates its relative change instead of colouring `delta`
+        (the physical renderer turns it into relief and cavity shading under its lights).
     """
 
-    def __init__(self, delta: np.ndarray, flow: np.ndarray, inputs: AuInputs, strength: float):
-        self.delta, self.flow = delta, flow
+    def __init__(self, delta: np.ndarray, flow: np.ndarray, inputs: AuInputs, strength: float,
+                 relief: np.ndarray | None = None):
+        self.delta, self.flow, self.relief = delta, flow, relief
         self.base, self.a, self.b = inputs.base, inputs.grid.a, inputs.grid.b
         self.strength = strength
 
     def shade(self, rel: np.ndarray) -> None:
         """Relative brightness change `rel` (S, S) of whatever is drawn there (at most -90%)."""
-        self.delta += self.base * np.maximum(self.strength * rel, -0.9)[..., None]
+        if self.relief is not None:
+            self.relief += np.maximum(self.strength * rel, -0.9)
+        else:
+            self.delta += self.base * np.maximum(self.strength * rel, -0.9)[..., None]
 
     def recolour(self, target_rgb: np.ndarray, mask: np.ndarray) -> None:
         """Blends towards `target_rgb` ((S, S, 3) or RGB) by `mask` (S, S) in [0, 1]."""
@@ -237,7 +243,8 @@ AU_DRAWERS: dict[str, Callable[[AuInputs, AuLayer], None]] = {
 }
 
 
-def draw_aus(deltas: np.ndarray, flows: np.ndarray, inputs: AuInputs, strength: float = 1.0) -> None:
+def draw_aus(deltas: np.ndarray, flows: np.ndarray, inputs: AuInputs, strength: float = 1.0,
+             reliefs: np.ndarray | None = None) -> None:
     """Adds each AU's change at full intensity into deltas[:12] and flows[:12] (`AU_NAMES` order).
 
     Args:
@@ -245,6 +252,8 @@ def draw_aus(deltas: np.ndarray, flows: np.ndarray, inputs: AuInputs, strength: 
       flows: (>= 12, S, S, 2) content displacements (dx, dy) in pixels, updated in place.
       inputs: the drawn face (`AuInputs`).
       strength: scales every AU's motion and shading.
+      reliefs: None, or (>= 12, S, S) that receive the AUs' relative shading (`AuLayer.relief`).
     """
     for i, name in enumerate(AU_NAMES):
-        AU_DRAWERS[name](inputs, AuLayer(deltas[i], flows[i], inputs, strength))
+        relief = None if reliefs is None else reliefs[i]
+        AU_DRAWERS[name](inputs, AuLayer(deltas[i], flows[i], inputs, strength, relief))

@@ -48,6 +48,15 @@ class SyntheticConfig:
       blink_rate_hz: mean blink rate (Hz).
       au_strength: scales every AU's motion and shading (1: the default, deliberately exaggerated look).
       val_fraction, test_fraction: share of subjects held out for validation and test.
+      style: "classic" (flat-shaded drawn faces, the default) or "physical" (`bigsmall_jax.synthetic.physical`:
+        3D shading, skin optics, HRV, realistic nuisances; it ignores the classic look and nuisance knobs
+        pulse_amplitude, resp_motion_px, head_motion_px, head_rotation_deg, illumination_drift, noise_std,
+        compression and jpeg_quality, and draws its own at `nuisance` strength).
+      blood_pulse: physical: mean peak-to-peak relative change of the dermal blood volume over a beat
+        (per subject x0.7-1.3); the skin optics turn 0.02 into ~0.4% green on cheeks and forehead.
+      nuisance: physical: scales head motion, talking, light changes, flicker and sensor noise (1: realistic).
+      vary_format: physical: each video draws its own frame rate (25 or 30 fps, replacing `fps`) and frame
+        size (160-720 pixels, log-uniform, replacing `frame_size`), so rates and looks are scale-free.
     """
 
     n_subjects: int = 12
@@ -72,6 +81,10 @@ class SyntheticConfig:
     au_strength: float = 1.0
     val_fraction: float = 1.0 / 6.0
     test_fraction: float = 1.0 / 6.0
+    style: str = "classic"
+    blood_pulse: float = 0.02
+    nuisance: float = 1.0
+    vary_format: bool = False
 
     def __post_init__(self):
         def bad(name, why):
@@ -88,9 +101,12 @@ class SyntheticConfig:
         if not 1 <= int(self.jpeg_quality) <= 100:
             raise bad("jpeg_quality", "must be in 1..100")
         for name in ("hr_drift_bpm", "rr_drift_bpm", "pulse_amplitude", "resp_motion_px", "head_motion_px",
-                     "head_rotation_deg", "illumination_drift", "noise_std", "blink_rate_hz", "au_strength"):
+                     "head_rotation_deg", "illumination_drift", "noise_std", "blink_rate_hz", "au_strength",
+                     "blood_pulse", "nuisance"):
             if not float(getattr(self, name)) >= 0:
                 raise bad(name, "must be >= 0")
+        if self.style not in ("classic", "physical"):
+            raise bad("style", 'must be "classic" or "physical"')
         if self.illumination_drift >= 1 or self.pulse_amplitude >= 0.5:
             raise bad("illumination_drift" if self.illumination_drift >= 1 else "pulse_amplitude", "too large")
         for name in ("hr_range_bpm", "rr_range_bpm"):

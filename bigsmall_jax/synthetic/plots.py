@@ -96,3 +96,26 @@ def thin_recording(rec: Recording, k: int) -> Recording:
     fps = rec.fps * (k - 1) / max(rec.num_frames - 1, 1) if k > 1 else rec.fps
     return dataclasses.replace(rec, frames=rec.frames[idx], au=None if rec.au is None else rec.au[idx], fps=fps,
                                bvp=None, resp=None, hr_bpm=None, rr_bpm=None)
+
+
+def save_style_sheet(rows: Sequence[tuple[str, Sequence[np.ndarray], Sequence[np.ndarray]]],
+                     path_png: str | os.PathLike, left: str = "classic", right: str = "physical") -> Path:
+    """A PNG comparing two looks of the same subjects: one row per (title, left frames, right frames),
+    frames (H, W, 3) uint8, the left group's column titles `left`, the right group's `right`."""
+    if not rows:
+        raise UserError("save_style_sheet: no rows")
+    n_left, n_right = len(rows[0][1]), len(rows[0][2])
+    cols = n_left + n_right
+    fig = new_figure(1.1 * cols, 1.15 * len(rows))
+    axes = fig.subplots(len(rows), cols, squeeze=False)
+    for r, (title, a, b) in enumerate(rows):
+        for c, frame in enumerate([*a, *b]):
+            ax = axes[r, c]
+            ax.imshow(frame, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(left if c < n_left else right, fontsize=8)
+            if c == 0:
+                ax.set_ylabel(title, fontsize=7)
+    return save_png(fig, path_png)

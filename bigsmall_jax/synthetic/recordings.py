@@ -83,6 +83,9 @@ def generate_recording(subject_index: int, video_index: int, config: SyntheticCo
     if not 0 <= subject_index < config.n_subjects or not 0 <= video_index < config.videos_per_subject:
         raise UserError(f"synthetic recording ({subject_index}, {video_index}) outside "
                         f"{config.n_subjects} subjects x {config.videos_per_subject} videos")
+    if config.style == "physical":
+        from bigsmall_jax.synthetic.physical import generate_physical  # builds on this module's siblings
+        return generate_physical(subject_index, video_index, config)
     subject = subject_params(subject_index, config.seed)
     video = video_params(subject, subject_index, video_index, config)
     signals = video_signals(subject_index, video_index, config, video)

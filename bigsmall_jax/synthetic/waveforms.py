@@ -289,3 +289,69 @@ def blink_track(rng: np.random.Generator, n: int, fps: float, rate_hz: float) ->
         eps.append(Episode(s, close, hold, open_, 1.0))
         s += close + hold + open_ + rng.exponential(1.0 / rate_hz)
     return _track(eps, t)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Heart-rate variability, ballistocardiography, talking (the physical generator).
+
+
+def beat_times(rng: np.random.Generator, duration_s: float, hr_bpm_at, resp_at, rsa: float = 0.04,
+               lf: float = 0.03, jitter: float = 0.015) -> np.ndarray:
+    """Heartbeat times with heart-rate variability: beat-to-beat intervals 60 / HR(t) modulated by
+    respiratory sinus arrhythmia (shorter while inhaling, relative depth `rsa`), a slow (~0.1 Hz, the
+    baroreflex band) relative modulation of depth `lf` and white relative jitter `jitter`.
+
+    Args:
+      duration_s: beats cover [0, duration_s] (the first lies in [-interval, 0), the last after it).
+      hr_bpm_at, resp_at: callables of a time array (s) giving the heart rate (beats/min) and the
+        respiration wave (about [-1, 1], up = inhale).
+
+    Returns:
+      (n_beats,) float64 increasing beat times in seconds.
+    """
+    lf_freq, lf_phase = rng.uniform(0.07, 0.13), rng.uniform(0, 2 * np.pi)
+    t = -rng.uniform(0.0, 1.0) * 60.0 / float(hr_bpm_at(np.array([0.0]))[0])
+    out = [t]
+    while t <= duration_s:
+        at = np.array([t])
+        ibi = 60.0 / float(hr_bpm_at(at)[0])
+        ibi *= (1.0 - rsa * float(resp_at(at)[0]) + lf * np.sin(2 * np.pi * lf_freq * t + lf_phase)
+                + jitter * rng.standard_normal())
+        t += max(ibi, 0.25)
+        out.append(t)
+    return np.asarray(out)
+
+
+def beat_phase(beats_s: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Pulse phase in cycles at times t: beat k (the systolic peak of `ppg_shape`, phase 0.25) at beats_s[k],
+    linear in between."""
+    k = np.clip(np.searchsorted(beats_s, t, side="right") - 1, 0, len(beats_s) - 2)
+    frac = (t - beats_s[k]) / (beats_s[k + 1] - beats_s[k])
+    return k + 0.25 + frac
+
+
+def rate_from_beats(beats_s: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Instantaneous heart rate (beats/min) at times t: 60 / the beat-to-beat interval, placed at the interval's
+    midpoint and interpolated linearly between midpoints."""
+    ibi = np.diff(beats_s)
+    return np.interp(t, 0.5 * (beats_s[1:] + beats_s[:-1]), 60.0 / ibi)
+
+
+def talk_track(rng: np.random.Generator, n: int, fps: float, fraction: float) -> np.ndarray:
+    """Jaw opening per frame in [0, 1] while talking: speech turns (about `fraction` of the time) of
+    syllables at 3-6 Hz with varying opening; 0 outside turns."""
+    t = np.arange(n) / fps
+    if fraction <= 0:
+        return np.zeros(n)
+    on = _track(episodes(rng, n / fps, fraction), t) > AU_THRESHOLD
+    rate = rng.uniform(3.0, 6.0)
+    phase = np.cumsum(rate * (1.0 + 0.3 * smooth_noise(rng, n, fps, 1.0)) / fps)
+    syll = np.clip(np.sin(2 * np.pi * phase), 0.0, None) * (0.5 + 0.5 * np.abs(smooth_noise(rng, n, fps, 0.7)))
+    return syll * on
+
+
+def flicker_hz(mains_hz: float, fps: float) -> float:
+    """The frequency (Hz) at which a light flickering at twice the mains frequency appears in video at fps:
+    2 * mains aliased into [0, fps / 2] (0 when fps divides it: 25 fps under 50 Hz mains)."""
+    f = (2.0 * mains_hz) % fps
+    return float(min(f, fps - f))
