@@ -255,3 +255,16 @@ def test_a_missing_optional_package_says_how_to_install_it(tmp_path, monkeypatch
     with pytest.raises(UserError, match=r"jax2onnx is not installed.*bigsmall-jax\[export\]"):
         export_model(bigsmall[0], bigsmall[1], out, "onnx", "dynamic")
     assert not out.exists()
+
+
+def test_the_shipped_model_exports_with_the_reference_outputs(tmp_path):
+    """`export --checkpoint bp4d-fold1`: the three published pathways in one ONNX file give the reference
+    outputs of each published checkpoint."""
+    g = np.load(DATA / "pathways_golden.npz")
+    big, small = _nhwc(g["big_input"]), _nhwc(g["small_input"])[: len(g["big_input"])]
+    out = tmp_path / "published.onnx"
+    export_main(["--checkpoint", "bp4d-fold1", "--format", "onnx", "--output", str(out), "--batch-clips", "dynamic"])
+    got = _run_onnx(out, big, small)
+    assert _max_diff(got["au"], g["big_au"]) <= ATOL
+    assert _max_diff(got["bvp"], g["small_heart"][: len(big)]) <= ATOL
+    assert _max_diff(got["resp"], g["small_resp"][: len(big)]) <= ATOL
