@@ -15,26 +15,28 @@ OUT = Path(__file__).with_name("layout.png")
 
 # (x, y, width, height, title, modules, colour) in axis units.
 BOXES = {
-    "sources": (0.1, 4.3, 2.3, 1.3, "video files + labels", "BP4D+ (.mat), UBFC-rPPG,\nPURE, any video + CSV",
+    "sources": (0.1, 4.3, 2.3, 1.3, "video files + labels", "BP4D+ release (zip,\nphysiology, AU CSVs),\nUBFC-rPPG, PURE,\nany video + CSV",
                 "#eeeeee"),
     "synthetic": (0.1, 1.9, 2.3, 2.1, "synthetic/",
-                  "config, waveforms,\nappearance, drawing, aus,\nscene, render, recordings,\nexport, plots, dataset",
+                  "config, waveforms,\nappearance, drawing, aus,\nscene, render, recordings,\nexport, plots, dataset;\n"
+                  "physical style: head,\nskin, physical, realism",
                   "#fde2e4"),
     "datasets": (2.9, 2.5, 3.0, 3.1, "datasets/",
-                 "readers/ + registry (Recording)\nvideo_io, face (box, crop)\npreprocess (Big, Small,\n  labels)\n"
+                 "readers/ (bp4d_release, ...)\n  + registry (Recording)\nvideo_io, face (box, crop)\n"
+                 "preprocess (Big, Small,\n  labels), stream (blocks)\n"
                  "tfds_builders/ (clips ->\n  ArrayRecord)\nprepare (build or open)\ninput_pipeline (grain)",
                  "#d1f0d8"),
     "train": (6.4, 4.2, 2.7, 1.4, "train/", "config, losses, optim, state,\nstep (pmap), parallel, data,\n"
-              "checkpointing, workdir_lock,\nlogs, loop", "#cfe2ff"),
+              "checkpointing, workdir(_lock),\nlogs, loop, ablation", "#cfe2ff"),
     "model": (9.6, 4.2, 2.4, 1.4, "model/", "config, layers, bigsmall,\nvariants, flops", "#e2d4f7"),
     "evaluation": (6.4, 2.3, 2.7, 1.4, "evaluation/",
-                   "signals (detrend, FFT),\nmetrics, plots, evaluate\n(runs runtime.Forward),\n"
+                   "signals (detrend, FFT),\nhrv, quality, metrics,\nplots, evaluate (Forward),\n"
                    "unsupervised (POS, ...)",
                    "#fff3b0"),
-    "checkpoints": (9.6, 2.3, 2.4, 1.4, "checkpoints/", "model_dir (orbax),\npth (torch-free),\ntorch_import, load",
+    "checkpoints": (9.6, 2.3, 2.4, 1.4, "checkpoints/", "model_dir (orbax),\npth (torch-free),\ntorch_import, load,\npublished (weights/)",
                     "#ffe5b4"),
-    "inference": (6.4, 0.55, 2.7, 1.2, "inference/", "a video -> face crop ->\nBig/Small -> waves,\nHR, RR, AUs;\n"
-                  "runners (ONNX Runtime)", "#d0f4f7"),
+    "inference": (6.4, 0.55, 2.7, 1.2, "inference/", "video (streamed) -> waves,\nHR, RR, AUs; physio (HRV,\nquality), windows, live\n"
+                  "(Monitor), detectors, runners", "#d0f4f7"),
     "export": (2.9, 0.55, 3.0, 1.2, "export/", "signature, onnx_format\n(jax2onnx), stablehlo\n(jax.export), "
                "model_export", "#f4e1d2"),
     "runtime": (9.6, 0.55, 2.4, 1.2, "runtime.py", "XLA:CPU presets,\nForward (compiled\nevaluation pass)", "#eeeeee"),
@@ -43,8 +45,9 @@ ARROWS = [("sources", "datasets", "read"), ("synthetic", "datasets", "render"), 
           ("train", "model", "apply"), ("train", "checkpoints", "save"), ("train", "evaluation", "test split"),
           ("datasets", "inference", "preprocess"), ("checkpoints", "inference", "load"),
           ("runtime", "inference", ""), ("export", "inference", ".onnx")]
-ENTRY = ("entry points (python -m bigsmall_jax.<command>): prepare, train, evaluate, infer, convert, flops, export, "
-         "benchmark (benchmark/: peak, models, pipeline, profile, report,\nsuite, deploy), synthetic;  shared: errors, "
+ENTRY = ("entry points (python -m bigsmall_jax.<command>): prepare, train, evaluate, infer, live, convert, flops, export, "
+         "ablate, benchmark (benchmark/: peak, models, pipeline,\nprofile, report, suite, deploy, memory, detectors, live), "
+         "synthetic;  shared: errors, "
          "files (atomic writes, JSON), figures (matplotlib), cli (key=value, output checks)")
 
 
