@@ -130,6 +130,12 @@ class BigSmall(nn.Module):
         b = big.astype(DTYPES[c.dtype])
         return b[:: c.n_segment] if self.big_per_clip else b
 
+    def big_given_per_clip(self, big, small) -> bool:
+        """Whether `big` holds only the frames the Big branch sees, one per clip ((N, ...) for (N*T, ...) Small
+        frames, what the trainer sends to the devices), rather than every frame."""
+        t = self.config.n_segment
+        return self.big_per_clip and t > 1 and big.shape[0] * t == small.shape[0]
+
     def check_inputs(self, big, small, from_stem: bool = False) -> None:
         """Raises ValueError naming the expected shapes, before any tracing error can."""
         c = self.config
@@ -145,7 +151,7 @@ class BigSmall(nn.Module):
             if not self.has_big or tuple(big.shape) != want:
                 raise ValueError(f"from_stem: big must be `big_stem`'s output {want} for a {c.variant} model; "
                                  f"got shape {tuple(big.shape)}")
-        elif big.shape[0] != small.shape[0]:
+        elif big.shape[0] != small.shape[0] and not self.big_given_per_clip(big, small):
             raise ValueError(f"big and small inputs must have the same number of frames; got {big.shape[0]} "
                              f"and {small.shape[0]}")
         if small.shape[0] == 0 or (self.uses_segments and small.shape[0] % c.n_segment):
@@ -156,7 +162,8 @@ class BigSmall(nn.Module):
     def __call__(self, big: jax.Array, small: jax.Array, train: bool = False,
                  from_stem: bool = False) -> dict[str, jax.Array]:
         """Outputs for (N*T, ...) frames; with `from_stem`, `big` is `big_stem`'s output for them instead (the
-        Big branch then starts after its first conv: `bigsmall_jax.runtime.Forward` runs that conv apart)."""
+        Big branch then starts after its first conv: `bigsmall_jax.runtime.Forward` runs that conv apart). With
+        Big downsampling `big` may also be (N, ...), the first frame of each clip only (`big_given_per_clip`)."""
         c = self.config
         self.check_inputs(big, small, from_stem)
         dtype = DTYPES[c.dtype]
@@ -164,7 +171,7 @@ class BigSmall(nn.Module):
                                        name="big")
         small_branch = functools.partial(SmallBranch, c.small_filters, c.n_segment, c.shift, c.fold_div, dtype,
                                          name="small")
-        b = big.astype(dtype) if from_stem else self.big_frames(big)
+        b = big.astype(dtype) if from_stem or self.big_given_per_clip(big, small) else self.big_frames(big)
         if c.variant == "big":
             features = big_branch()(b, train, from_stem)
         elif c.variant == "small":
