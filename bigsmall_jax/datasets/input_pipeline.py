@@ -1,9 +1,10 @@
 """Input pipeline: grain loaders of model-ready batches, and an ordered per-video reader for evaluation.
 
 Training (`make_loader`): a grain `DataLoader` whose records are whole batches (`ClipBatches`): this
-process's share of the clips, shuffled per epoch by seed, cut into batches of clips; each batch is read
-with one request (`read_raw`: ArrayRecord's parallel batched read) and decoded with array operations
-(`decode_examples`), so no per-clip Python runs in the hot path beyond parsing each clip's protobuf. A
+process's share of the clips, shuffled per epoch by seed, cut into batches of clips. A TFDS split is
+decoded once into memory-mapped columns (`bigsmall_jax.datasets.columns`) and each batch is one gather
+from them, with no per-clip Python; without columns a batch is read with one request (`read_raw`:
+ArrayRecord's batched read) and decoded with array operations (`decode_examples`). A
 batch of ``B = batch_clips`` clips of ``T = n_segment`` frames is a dict of numpy arrays, frames of a
 clip consecutive (the layout `bigsmall_jax.model.bigsmall` expects). Big frames stay uint8 as stored,
 with their video's statistics; the device standardizes them inside the jitted step (`device_big`):
@@ -46,6 +47,7 @@ import grain
 import numpy as np
 from absl import flags
 
+from bigsmall_jax.datasets.columns import open_columns
 from bigsmall_jax.datasets.preprocess import standardize_big
 from bigsmall_jax.errors import UserError
 
@@ -113,7 +115,7 @@ def flatten_clips(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {k: v.reshape((v.shape[0] * v.shape[1], *v.shape[2:])) for k, v in batch.items()}
 
 
-def _tfds_example_layout(source) -> tuple[int, int, int] | None:
+def tfds_example_layout(source) -> tuple[int, int, int] | None:
     """(T, Big side, Small side) of a TFDS source of BigSmall clips that can hand out raw records, else None."""
     info = getattr(source, "dataset_info", None)
     raw = getattr(source, "data_source", None)
@@ -166,9 +168,9 @@ def decode_examples(raw: Sequence[bytes], n_segment: int, big_size: int, small_s
             **{k: v.reshape(n * t, *v.shape[2:]) for k, v in labels.items()}}
 
 
-def batch_bytes_per_clip(batch: dict[str, np.ndarray], n_clips: int) -> float:
-    """Bytes of a host batch (what is sent to the devices) per clip."""
-    return sum(np.asarray(v).nbytes for v in batch.values()) / n_clips
+def batch_bytes_per_clip(batch, n_clips: int) -> float:
+    """Bytes of a batch (host or device arrays: what is sent to the devices) per clip."""
+    return sum(v.nbytes for v in batch.values()) / n_clips
 
 
 class IndexedSource:
@@ -222,7 +224,8 @@ class ClipBatches:
     The stream is the shard's records in a fresh order every epoch (a permutation drawn from (seed, epoch))
     or in storage order, epochs one after the other; batches run across epoch ends. Being random-access by
     batch, it is a grain data source: grain's sampler, worker processes and checkpointable position then
-    work per batch, and each batch is read and decoded at once (`read_raw`, `decode_examples`).
+    work per batch, and each batch is one gather from the split's decoded columns (`columns.open_columns`),
+    or read and decoded at once (`read_raw`, `decode_examples`) where there are none.
 
     Args:
       source: a split's records (a TFDS ArrayRecord source, or any sequence of decoded records).
@@ -232,15 +235,19 @@ class ClipBatches:
       drop_remainder: drop the last incomplete batch (with finite epochs).
       shard: (index, count) of this process's share (`shard_range`, with `drop_remainder`).
       big_first_only: keep the first Big frame of each clip only (`clip_to_model`).
+      columns: gather batches from the split's decoded columns (`bigsmall_jax.datasets.columns`, built on
+        first use) rather than decoding every batch from its records.
     """
 
     def __init__(self, source, *, batch_clips: int, shuffle: bool, seed: int, num_epochs: int | None,
-                 drop_remainder: bool, shard: tuple[int, int], big_first_only: bool):
+                 drop_remainder: bool, shard: tuple[int, int], big_first_only: bool, columns: bool = True):
         self._source = source
         self._records = shard_range(len(source), shard[0], shard[1], drop_remainder)
         self._batch, self._shuffle, self._seed = int(batch_clips), bool(shuffle), int(seed)
         self._epochs, self._first_only, self._shard = num_epochs, bool(big_first_only), tuple(shard)
-        self._layout = _tfds_example_layout(source)
+        self._layout = tfds_example_layout(source)
+        self._columns = (open_columns(source, self._layout, self._first_only, progress=False)
+                         if self._layout is not None and columns else None)
         total = len(self._records) * num_epochs if num_epochs is not None else None
         if total is None:
             self._len = 2**62
@@ -273,7 +280,9 @@ class ClipBatches:
         if not 0 <= k < self._len:
             raise IndexError(f"batch {k} of {self._len}")
         idx = self.indices(int(k))
-        if self._layout is not None:
+        if self._columns is not None:
+            batch = self._columns.gather(idx)
+        elif self._layout is not None:
             batch = decode_examples(read_raw(self._source, idx), *self._layout, big_first_only=self._first_only)
         else:
             clips = [clip_to_model({**self._source[int(i)], "record_index": int(i)}, self._first_only) for i in idx]
@@ -316,6 +325,7 @@ def make_loader(
     process_count: int | None = None,
     worker_buffer_size: int = 2,
     big_first_only: bool = False,
+    columns: bool = True,
 ) -> grain.DataLoader:
     """A grain loader of model-ready batches (see the module docstring for the batch layout).
 
@@ -332,6 +342,8 @@ def make_loader(
       worker_buffer_size: batches each worker prepares ahead.
       big_first_only: send only the first Big frame of each clip (a model with Big downsampling,
         `BigSmall.big_per_clip`).
+      columns: read batches from the split's decoded columns (`bigsmall_jax.datasets.columns`; built on first
+        use beside a TFDS dataset's files) instead of decoding each batch's records.
 
     Returns:
       A `grain.DataLoader`; ``iter(loader)`` yields dicts of numpy arrays and has ``get_state`` /
@@ -347,7 +359,7 @@ def make_loader(
         raise UserError(f"{data_source!r}: {n} clips cannot be shared by {shard[1]} processes")
     batches = ClipBatches(data_source, batch_clips=int(batch_clips), shuffle=shuffle, seed=int(seed),
                           num_epochs=num_epochs, drop_remainder=drop_remainder, shard=shard,
-                          big_first_only=big_first_only)
+                          big_first_only=big_first_only, columns=columns)
     if len(batches) == 0:
         raise UserError(f"{data_source!r}: fewer clips than one batch of {batch_clips}")
     sampler = grain.samplers.IndexSampler(num_records=len(batches), shard_options=grain.sharding.NoSharding(),

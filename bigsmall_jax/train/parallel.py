@@ -28,7 +28,7 @@ def put_sharded(tree, devices: Sequence | None = None):
     """
     devices = list(devices or jax.local_devices())
     sharding = NamedSharding(Mesh(np.array(devices), (AXIS,)), PartitionSpec(AXIS))
-    return jax.tree_util.tree_map(lambda x: jax.device_put(x, sharding), tree)
+    return jax.device_put(tree, sharding)  # one call for the whole tree: less dispatch per array
 
 
 def replicate(tree, devices: Sequence | None = None):

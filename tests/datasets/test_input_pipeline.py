@@ -94,20 +94,23 @@ def test_clip_to_model_masks_missing_labels_and_padding():
     assert flat["big"].shape == (6, 2, 2, 3) and flat["au"].shape == (6, 12)
 
 
-def test_a_source_of_decoded_records_gives_the_same_batches(train_source):
-    """The loader's fast path (raw records, `decode_examples`) against its path for any sequence of decoded
-    records (`clip_to_model` of TFDS's decoding)."""
+@pytest.mark.parametrize("first_only", [True, False])
+def test_columns_records_and_decoded_sources_give_the_same_batches(train_source, first_only):
+    """The loader's three paths: a gather from the decoded columns, `decode_examples` of the raw records, and
+    `clip_to_model` of TFDS's own decoding (any sequence of decoded records)."""
     decoded = [train_source[i] for i in range(len(train_source))]
 
-    def batches(source):
+    def batches(source, columns):
         return list(ip.make_loader(source, batch_clips=3, shuffle=True, seed=4, num_epochs=1, process_index=0,
-                                   process_count=1, big_first_only=True))
+                                   process_count=1, big_first_only=first_only, columns=columns))
 
-    for fast, slow in zip(batches(train_source), batches(decoded), strict=True):
-        assert fast.keys() == slow.keys()
-        for k in fast:
-            assert fast[k].dtype == slow[k].dtype, k
-            np.testing.assert_array_equal(fast[k], slow[k], err_msg=k)
+    reference = batches(decoded, False)
+    for other in (batches(train_source, True), batches(train_source, False)):
+        for got, want in zip(other, reference, strict=True):
+            assert got.keys() == want.keys()
+            for k in got:
+                assert got[k].dtype == want[k].dtype, k
+                np.testing.assert_array_equal(got[k], want[k], err_msg=k)
 
 
 def test_one_epoch_reads_every_clip_once_and_is_deterministic_by_seed(train_source):
