@@ -3,7 +3,7 @@ float32 losses.
 
 bfloat16 keeps float32's 8-bit exponent, so gradients neither underflow nor overflow where float32's do not:
 no loss scaling is needed (float16, with its 5-bit exponent, would need it). What bfloat16 loses is
-mantissa (8 bits, a relative rounding of up to 2**-8 = 0.4% per operation); over 12 AdamW steps of a
+mantissa (8 bits, a relative rounding of up to 2**-8 = 0.4% per operation); over 8 AdamW steps of a
 narrow BigSmall the total loss stays within 1% of float32's (0.1% measured).
 """
 
