@@ -10,9 +10,9 @@ under a lock so that concurrent trainers build it once; later epochs and runs ma
 
 Only what the model reads is kept: with Big downsampling (``first``) one uint8 Big frame per clip, 65 KB per
 clip in all, a third of the dataset's own size; ``all`` keeps every frame. The files are tied to the build
-they come from (they live in its folder) and are checked against it (clip count and shapes) when opened; a
-folder that does not match is rebuilt, and a data dir that cannot be written falls back to decoding every
-batch (`ClipBatches`).
+they come from (they live in its folder) and are checked against it (clip count and layout) when opened; a
+folder that does not match is rebuilt, and a data dir that cannot be written, or is not local (``gs://``),
+falls back to decoding every batch (`input_pipeline.ClipBatches`).
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def columns_folder(source, big_first_only: bool) -> Path | None:
     """Where the columns of a TFDS source live (None for other sources)."""
     info = getattr(source, "dataset_info", None)
     split = getattr(source, "split", None)
-    if info is None or split is None:
+    if info is None or split is None or "://" in str(info.data_dir):  # local files only (not gs://...)
         return None
     return Path(info.data_dir) / "columns" / f"{split}-{'first' if big_first_only else 'all'}"
 
