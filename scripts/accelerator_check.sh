@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The accelerator check: on a GPU or TPU machine, in at most 8 minutes, (1) installs the wheels carried in
-# wheels/ for whatever of grain, tensorflow-datasets, array-record and ml-collections is missing
+# wheels/ for whatever of grain, tensorflow-datasets, array-record, ml-collections and pytest is missing
 # (scripts/prepare_accelerator_wheels.sh downloads them), (2) runs `python -m bigsmall_jax.benchmark` for
 # BigSmall in float32 and in bfloat16, (3) a short training run of the default config
 # (configs/synthetic.py, capped at a few steps per epoch), (4) the tests that need nothing beyond the
@@ -17,18 +17,33 @@
 # Every step has its own time limit; one that fails or runs out is recorded (status, seconds, the end of
 # its log) and the next one runs. The exit status is 0 when every step passed.
 set -uo pipefail
+self="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
 cd "$(dirname "$0")/.."
 out="${OUT:-accelerator_check}"
 dry=0
 plan=0
+install_only=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --out) out="$2"; shift 2 ;;
     --dry-run) dry=1; shift ;;
     --plan) plan=1; shift ;;
+    --install) install_only=1; shift ;;
     *) echo "error: unknown argument $1 (use --out DIR, --dry-run, --plan)" >&2; exit 2 ;;
   esac
 done
+install_missing() {
+  local missing=()
+  for m in grain tensorflow_datasets array_record ml_collections pytest; do
+    python3 -c "import $m" 2>/dev/null || missing+=("$m")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then echo "nothing to install"; return 0; fi
+  echo "missing: ${missing[*]}"
+  ls wheels/*.whl >/dev/null 2>&1 || { echo "error: wheels/: no wheels (run scripts/prepare_accelerator_wheels.sh)"; return 1; }
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/bigsmall_site wheels/*.whl
+}
+
+if [ "$install_only" = 1 ]; then install_missing; exit $?; fi
 mkdir -p "$out" || { echo "error: $out: cannot create the output folder" >&2; exit 2; }
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
@@ -66,19 +81,8 @@ step() {
   echo "$name: exit $rc, $(python3 -c "print(round($end - $start, 1))") s" >&2
 }
 
-install_missing() {
-  local missing=()
-  for m in grain tensorflow_datasets array_record ml_collections; do
-    python3 -c "import $m" 2>/dev/null || missing+=("$m")
-  done
-  if [ ${#missing[@]} -eq 0 ]; then echo "nothing to install"; return 0; fi
-  echo "missing: ${missing[*]}"
-  ls wheels/*.whl >/dev/null 2>&1 || { echo "error: wheels/: no wheels (run scripts/prepare_accelerator_wheels.sh)"; return 1; }
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/bigsmall_site wheels/*.whl
-}
-
 if [ "$plan" = 0 ]; then
-  step install "${limits[0]}" install_missing
+  step install "${limits[0]}" bash "$self" --install
   export PYTHONPATH="$PWD:/tmp/bigsmall_site${PYTHONPATH:+:$PYTHONPATH}"
 else
   echo "install (${limits[0]}s): pip install --no-index --no-deps --target /tmp/bigsmall_site wheels/*.whl (what is missing)"

@@ -2,7 +2,7 @@
 # Downloads, here (with network access to PyPI), the wheels that scripts/accelerator_check.sh installs on an
 # offline GPU/TPU machine that has JAX with CUDA, flax, optax, orbax, torch and opencv but not grain,
 # tensorflow-datasets, array-record or ml-collections: those four, pinned to this venv's versions, and the
-# small pure-Python packages they need that such a machine usually lacks. Target: CPython 3.12, x86-64 Linux
+# small pure-Python packages they need that such a machine usually lacks, and pytest for the tests. Target: CPython 3.12, x86-64 Linux
 # (change PY_VERSION for another Python). The folder (wheels/, git-ignored) travels with the working tree.
 #
 #   scripts/prepare_accelerator_wheels.sh [WHEEL_DIR]   # default: wheels/
@@ -14,7 +14,8 @@ mkdir -p "$out"
 version() { python3 -c "import importlib.metadata as m; print(m.version('$1'))" 2>/dev/null || true; }
 specs=()
 for name in grain tensorflow-datasets array-record ml-collections dm-tree promise simple-parsing \
-            docstring-parser tensorflow-metadata immutabledict termcolor toml cloudpickle wrapt; do
+            docstring-parser tensorflow-metadata immutabledict termcolor toml cloudpickle wrapt \
+            pytest pluggy iniconfig; do
   v="$(version "$name")"
   specs+=("${name}${v:+==$v}")
 done
