@@ -33,12 +33,11 @@ while [ $# -gt 0 ]; do
   esac
 done
 install_missing() {
-  local missing=()
-  for m in grain tensorflow_datasets array_record ml_collections pytest; do
-    python3 -c "import $m" 2>/dev/null || missing+=("$m")
-  done
-  if [ ${#missing[@]} -eq 0 ]; then echo "nothing to install"; return 0; fi
-  echo "missing: ${missing[*]}"
+  local missing
+  missing="$(python3 -c 'import importlib.util as u, sys; print(" ".join(m for m in sys.argv[1:] if u.find_spec(m) is None))' \
+    grain tensorflow_datasets array_record ml_collections pytest)"
+  if [ -z "$missing" ]; then echo "nothing to install"; return 0; fi
+  echo "missing: $missing"
   ls wheels/*.whl >/dev/null 2>&1 || { echo "error: wheels/: no wheels (run scripts/prepare_accelerator_wheels.sh)"; return 1; }
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/bigsmall_site wheels/*.whl
 }
