@@ -14,6 +14,9 @@
 #               script end to end on a CPU
 #   --plan      prints the commands and exits
 #
+# With this project's device tool: prepare the wheels here, then run
+#   command "scripts/accelerator_check.sh --out $OUT", carry ["wheels"]   (wheels/ is git-ignored: carry it)
+#
 # Every step has its own time limit; one that fails or runs out is recorded (status, seconds, the end of
 # its log) and the next one runs. The exit status is 0 when every step passed.
 set -uo pipefail

@@ -13,7 +13,7 @@ py_version="${PY_VERSION:-3.12}"
 mkdir -p "$out"
 version() { python3 -c "import importlib.metadata as m; print(m.version('$1'))" 2>/dev/null || true; }
 specs=()
-for name in grain tensorflow-datasets array-record ml-collections dm-tree promise simple-parsing \
+for name in grain tensorflow-datasets array-record ml-collections dm-tree simple-parsing \
             docstring-parser tensorflow-metadata immutabledict termcolor toml cloudpickle wrapt \
             pytest pluggy iniconfig; do
   v="$(version "$name")"
@@ -21,9 +21,11 @@ for name in grain tensorflow-datasets array-record ml-collections dm-tree promis
 done
 platforms=()
 for n in 17 27 28 31 34; do platforms+=(--platform "manylinux_2_${n}_x86_64"); done
+failed=()
 for spec in "${specs[@]}"; do
   python3 -m pip download -q --no-deps --only-binary=:all: --python-version "$py_version" --implementation cp \
-    "${platforms[@]}" --platform manylinux2014_x86_64 --platform any -d "$out" "$spec"
+    "${platforms[@]}" --platform manylinux2014_x86_64 --platform any -d "$out" "$spec" 2>/dev/null || failed+=("$spec")
 done
+if [ ${#failed[@]} -gt 0 ]; then echo "error: no wheel for ${failed[*]}" >&2; exit 1; fi
 du -sh "$out"
 ls "$out"
