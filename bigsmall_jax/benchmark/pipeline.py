@@ -18,6 +18,7 @@ from bigsmall_jax.datasets import tfds_builders
 from bigsmall_jax.datasets.columns import open_columns
 from bigsmall_jax.datasets.input_pipeline import (
     ClipBatches,
+    absl_flags_parsed,
     batch_bytes_per_clip,
     decode_examples,
     make_loader,
@@ -95,6 +96,8 @@ def stage_rates(source, *, batch_clips: int, big_first_only: bool, worker_count:
     decode_s = time.perf_counter() - start
     sampler = grain.samplers.IndexSampler(num_records=len(gathered), shard_options=grain.sharding.NoSharding(),
                                           shuffle=False, num_epochs=1, seed=0)
+    if worker_count:
+        absl_flags_parsed()
     in_memory = grain.DataLoader(data_source=_Batches(gathered), sampler=sampler, worker_count=worker_count)
     _, batches_per_s = count_batches(in_memory)
     t = layout[0]

@@ -365,7 +365,7 @@ def make_loader(
     sampler = grain.samplers.IndexSampler(num_records=len(batches), shard_options=grain.sharding.NoSharding(),
                                           shuffle=False, num_epochs=1, seed=0)
     if worker_count:
-        _absl_flags_parsed()
+        absl_flags_parsed()
     return grain.DataLoader(data_source=batches, sampler=sampler, operations=(), worker_count=int(worker_count),
                             worker_buffer_size=int(worker_buffer_size))
 
@@ -396,7 +396,7 @@ def device_big(batch, dtype=None):
     return out if dtype is None else out.astype(dtype)
 
 
-def _absl_flags_parsed() -> None:
+def absl_flags_parsed() -> None:
     """grain 0.2.18's worker processes read an absl flag, which fails unless absl parsed the command line
     (google/grain#1355, fixed after 0.2.18): without ``absl.app``, mark the flags parsed (their defaults)."""
     if not flags.FLAGS.is_parsed():
