@@ -44,16 +44,17 @@ def _clips_per_s(clips: int, seconds: float) -> float:
 
 
 class _Batches:
-    """Batches already in memory as a grain data source (times grain's own machinery alone)."""
+    """One batch already in memory, handed out `n` times, as a grain data source: times grain's own machinery
+    (sampler, iterator, worker transport) alone; small enough to pickle to worker processes."""
 
-    def __init__(self, batches: list):
-        self._batches = batches
+    def __init__(self, batch, n: int):
+        self._batch, self._n = batch, n
 
     def __len__(self) -> int:
-        return len(self._batches)
+        return self._n
 
     def __getitem__(self, k: int):
-        return self._batches[k]
+        return self._batch
 
 
 def stage_rates(source, *, batch_clips: int, big_first_only: bool, worker_count: int = 0, seed: int = 0,
@@ -98,7 +99,8 @@ def stage_rates(source, *, batch_clips: int, big_first_only: bool, worker_count:
                                           shuffle=False, num_epochs=1, seed=0)
     if worker_count:
         absl_flags_parsed()
-    in_memory = grain.DataLoader(data_source=_Batches(gathered), sampler=sampler, worker_count=worker_count)
+    in_memory = grain.DataLoader(data_source=_Batches(gathered[0], len(gathered)), sampler=sampler,
+                                 worker_count=worker_count)
     _, batches_per_s = count_batches(in_memory)
     t = layout[0]
     start = time.perf_counter()
