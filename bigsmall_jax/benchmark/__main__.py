@@ -28,12 +28,16 @@ alike. ``load_avg`` records the machine's load before and after.
 
 The input pipeline (``input_pipeline``, `bigsmall_jax.benchmark.pipeline`): a small synthetic dataset is
 built with `bigsmall_jax.datasets.prepare.ensure_dataset` (in a temporary folder unless ``--data-dir`` is
-given), then ``records_per_s`` (clips read from the ArrayRecord source and decoded, in shuffled order),
-``batches_per_s`` (model-ready batches out of `bigsmall_jax.datasets.input_pipeline.make_loader`), ``epoch_s``
-(one epoch of training as the trainer runs it: loader, `bigsmall_jax.train.parallel.shard_batch`, the step,
-its metrics fetched after the next step is dispatched), ``step_only_s`` (the same number of steps on a batch
-already on the device), ``loader_overhead`` = epoch_s / step_only_s - 1, and ``synchronous_overhead`` for a
-loop that fetches each step's metrics before reading the next batch.
+given), then ``stage_clips_per_s``, the largest rate each stage sustains alone (``read``: a batch gathered
+from the split's decoded columns, `bigsmall_jax.datasets.columns`; ``decode``: a batch read from the
+ArrayRecord files and decoded, what building the columns costs once; ``batch``: grain's loader alone;
+``transfer``: host batch to the devices), the ``bottleneck`` among the stages run every epoch,
+``delivered_clips_per_s`` (the whole pipeline, `bigsmall_jax.datasets.input_pipeline.make_loader` ->
+`bigsmall_jax.train.parallel.prefetch_to_devices`, no step), ``bytes_per_clip`` sent to the devices,
+``batches_per_s`` (the loader), ``epoch_s`` (one epoch of training as the trainer runs it: batches
+prefetched to the devices, the step, its metrics fetched after the next step is dispatched), ``step_only_s``
+(the same number of steps on a batch already on the device), ``loader_overhead`` = epoch_s / step_only_s - 1,
+and ``synchronous_overhead`` for a loop that fetches each step's metrics before reading the next batch.
 
 The memory of ``infer`` (``memory``, `bigsmall_jax.benchmark.memory`): the peak RSS of a fresh process that
 runs `bigsmall_jax.inference.video.infer_video` on a generated 640x480 video of each of ``--memory-minutes``

@@ -14,6 +14,7 @@ import optax
 from tqdm import tqdm
 
 from bigsmall_jax.benchmark.peak import matmul_peak_fn, time_interleaved
+from bigsmall_jax.datasets.preprocess import standardize_big
 from bigsmall_jax.datasets.recording import BP4D_AU_POS_WEIGHT
 from bigsmall_jax.errors import UserError
 from bigsmall_jax.model import (
@@ -39,17 +40,31 @@ DEFAULT_MODELS: tuple[str, ...] = tuple(NAMED_VARIANTS)
 BENCH_DTYPES: tuple[str, ...] = ("float32", "bfloat16")
 
 
-def synthetic_batch(config: ModelConfig, n_clips: int, seed: int = 0) -> dict[str, np.ndarray]:
+# Statistics of uniform random uint8 frames: mean 127.5, std sqrt((256**2 - 1) / 12).
+_UNIFORM_U8_MEAN, _UNIFORM_U8_STD = 127.5, 73.9002
+
+
+def synthetic_batch(config: ModelConfig, n_clips: int, seed: int = 0,
+                    big_first_only: bool = False) -> dict[str, np.ndarray]:
     """A training batch of random frames and labels laid out like `bigsmall_jax.datasets.input_pipeline`'s.
 
+    Args:
+      big_first_only: only the first Big frame of each clip (what the trainer sends a model with Big
+        downsampling).
+
     Returns:
-      {"big": (N*T, B, B, 3), "small": (N*T, S, S, 3) float32 ~ N(0, 1), "au" (N*T, 12) in {0, 1},
-      "bvp", "resp" (N*T,) ~ N(0, 1), and all-ones masks "au_mask", "bvp_mask", "resp_mask", "frame_mask"}.
+      {"big": (N*Tb, B, B, 3) uint8 uniform (Tb = 1 with `big_first_only`, else T), "big_mean", "big_std"
+      (N*Tb,) float32 (the uniform distribution's), "small": (N*T, S, S, 3) float32 ~ N(0, 1), "au" (N*T, 12)
+      in {0, 1}, "bvp", "resp" (N*T,) ~ N(0, 1), and all-ones masks "au_mask", "bvp_mask", "resp_mask",
+      "frame_mask"}.
     """
     rng = np.random.default_rng(seed)
     n = n_clips * config.n_segment
+    rows = n_clips if big_first_only else n
     return {
-        "big": rng.standard_normal((n, config.big_size, config.big_size, 3), np.float32),
+        "big": rng.integers(0, 256, (rows, config.big_size, config.big_size, 3), np.uint8),
+        "big_mean": np.full(rows, _UNIFORM_U8_MEAN, np.float32),
+        "big_std": np.full(rows, _UNIFORM_U8_STD, np.float32),
         "small": rng.standard_normal((n, config.small_size, config.small_size, 3), np.float32),
         "au": (rng.random((n, 12)) < 0.3).astype(np.float32),
         "au_mask": np.ones((n, 12), np.float32),
@@ -108,7 +123,8 @@ def make_train_step_bench(model: BigSmall, batch_clips: int, seed: int = 0, lr: 
                               au_pos_weight=pos_weight)
     p_step = jax.pmap(step_fn, axis_name=AXIS, donate_argnums=(0,))
     state = replicate(create_train_state(model, tx, seed), devices)
-    host = shard_batch(synthetic_batch(config, batch_clips, seed), len(devices), config.n_segment)
+    host = shard_batch(synthetic_batch(config, batch_clips, seed, big_first_only=model.big_per_clip), len(devices),
+                       config.n_segment)
     batch = put_sharded(host, devices)
     start = time.perf_counter()
     lowered = p_step.lower(state, batch)
@@ -165,7 +181,8 @@ def prepare_model(name: str, *, batch_clips: int, dtype: str = "float32", seed: 
     config = model.config
     variables = init_variables(model, jax.random.key(seed))
     data = synthetic_batch(config, batch_clips, seed)
-    big, small = jax.device_put(data["big"]), jax.device_put(data["small"])
+    big = jax.device_put(standardize_big(data["big"], _UNIFORM_U8_MEAN, _UNIFORM_U8_STD))
+    small = jax.device_put(data["small"])
     t = config.n_segment
     forward = Forward(model, tuned=tuned)
     start = time.perf_counter()

@@ -34,9 +34,12 @@ def _profile_lines(profile: Mapping[str, Any]) -> list[str]:
 
 
 def _pipeline_line(pipe: Mapping[str, Any]) -> str:
-    """The input pipeline's rates and overheads in one line."""
-    return (f"input pipeline: {pipe['records_per_s']:.0f} records/s, {pipe['batches_per_s']:.1f} batches/s; "
-            f"epoch {pipe['epoch_s']:.2f} s vs step only {pipe['step_only_s']:.2f} s "
+    """The input pipeline's stage rates, bottleneck, bytes per clip and overheads."""
+    stages = ", ".join(f"{k} {v:,.0f}" for k, v in pipe["stage_clips_per_s"].items())
+    return (f"input pipeline: delivers {pipe['delivered_clips_per_s']:,.0f} clips/s to the devices "
+            f"({pipe['bytes_per_clip'] / 1e3:.1f} KB/clip); stages alone, clips/s: {stages}; bottleneck "
+            f"{pipe['bottleneck']}\n"
+            f"  epoch {pipe['epoch_s']:.2f} s vs step only {pipe['step_only_s']:.2f} s "
             f"(loader overhead {100 * pipe['loader_overhead']:+.1f}%; fetching each step's metrics before "
             f"reading the next batch: {100 * pipe['synchronous_overhead']:+.1f}%)")
 

@@ -1,14 +1,21 @@
 """Input pipeline: grain loaders of model-ready batches, and an ordered per-video reader for evaluation.
 
-Training (`make_loader`): a grain `DataLoader` over a split's data source (`tfds_builders.data_source`),
-shuffled by seed, sharded so that every JAX process reads a disjoint part, batched by clips and then
-flattened to frames. A batch of ``B = batch_clips`` clips of ``T = n_segment`` frames is a dict of numpy
-arrays, frames of a clip consecutive (the layout `bigsmall_jax.model.bigsmall` expects):
+Training (`make_loader`): a grain `DataLoader` whose records are whole batches (`ClipBatches`): this
+process's share of the clips, shuffled per epoch by seed, cut into batches of clips. A TFDS split is
+decoded once into memory-mapped columns (`bigsmall_jax.datasets.columns`) and each batch is one gather
+from them, with no per-clip Python; without columns a batch is read with one request (`read_raw`:
+ArrayRecord's batched read) and decoded with array operations (`decode_examples`). A
+batch of ``B = batch_clips`` clips of ``T = n_segment`` frames is a dict of numpy arrays, frames of a
+clip consecutive (the layout `bigsmall_jax.model.bigsmall` expects). Big frames stay uint8 as stored,
+with their video's statistics; the device standardizes them inside the jitted step (`device_big`):
 
   ============ ======================= ================================================================
   key          shape / dtype           meaning
   ============ ======================= ================================================================
-  big          (B*T, 144, 144, 3) f32  standardized Big frames, (big_u8 - video mean) / video std
+  big          (B*Tb, 144, 144, 3) u8  stored Big frames; Tb = 1 (the first frame of each clip, all the
+                                       model reads with Big downsampling) with ``big_first_only``, else T
+  big_mean     (B*Tb,) f32             the video's Big mean (model input = (big - mean) / std)
+  big_std      (B*Tb,) f32             the video's Big standard deviation
   small        (B*T, 9, 9, 3) f32      diff-normalized Small frames
   au           (B*T, 12) f32           AU labels in {0, 1}; 0 where ``au_mask`` is 0
   au_mask      (B*T, 12) f32           1 where the AU label is known and the frame is real
@@ -17,6 +24,9 @@ arrays, frames of a clip consecutive (the layout `bigsmall_jax.model.bigsmall` e
   frame_mask   (B*T,) f32              0 for frames padded after a video's end
   record_index (B*T,) int32            the clip's index in the data source (for bookkeeping / tests)
   ============ ======================= ================================================================
+
+BigSmall with Big downsampling then sends about 66 KB per clip to the devices instead of 750 KB of
+standardized float32 frames (`batch_bytes_per_clip`).
 
 Missing labels are 0 *and* masked (never NaN) so that a masked loss has finite gradients.
 
@@ -37,6 +47,7 @@ import grain
 import numpy as np
 from absl import flags
 
+from bigsmall_jax.datasets.columns import open_columns
 from bigsmall_jax.datasets.preprocess import standardize_big
 from bigsmall_jax.errors import UserError
 
@@ -47,38 +58,56 @@ RATE_LABELS: tuple[str, ...] = ("hr_bpm", "rr_bpm")
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Per-record transforms.
+# Decoding clips into model-ready arrays.
 
 
 def _text(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def clip_to_model(record: dict[str, Any]) -> dict[str, np.ndarray]:
-    """One stored clip -> model-ready arrays of its T frames (not yet batched).
+def _labels(au, bvp, resp, frame_mask) -> dict[str, np.ndarray]:
+    """Labels with NaN (unknown) set to 0, and their masks (known and a real frame), for any leading shape.
 
     Args:
-      record: a decoded example (see `bigsmall_jax.datasets.tfds_builders`), optionally with "record_index".
-
-    Returns:
-      {"big": (T, B, B, 3) f32 standardized, "small": (T, S, S, 3) f32, "au"/"au_mask": (T, 12) f32,
-      "bvp", "bvp_mask", "resp", "resp_mask", "frame_mask": (T,) f32, "record_index": (T,) int32}.
+      au: (..., T, 12); bvp, resp: (..., T); frame_mask: (..., T) f32 or bool.
     """
-    frame_mask = np.asarray(record["frame_mask"]).astype(np.float32)
-    t = frame_mask.shape[0]
-    out = {
-        "big": standardize_big(record["big"], float(record["big_mean"]), float(record["big_std"])),
-        "small": np.asarray(record["small"], np.float32),
-        "frame_mask": frame_mask,
-        "record_index": np.full((t,), int(record.get("record_index", -1)), np.int32),
-    }
-    for kind in ("au", *WAVE_LABELS):
-        value = np.asarray(record[kind], np.float32)
+    real = np.asarray(frame_mask) > 0
+    out = {}
+    for kind, value in (("au", au), ("bvp", bvp), ("resp", resp)):
+        value = np.asarray(value, np.float32)
         known = np.isfinite(value)
-        mask = known & (frame_mask[:, None] > 0 if value.ndim == 2 else frame_mask > 0)
+        mask = known & (real[..., None] if value.ndim == real.ndim + 1 else real)
         out[kind] = np.where(known, value, np.float32(0.0)).astype(np.float32)
         out[f"{kind}_mask"] = mask.astype(np.float32)
     return out
+
+
+def clip_to_model(record: dict[str, Any], big_first_only: bool = False) -> dict[str, np.ndarray]:
+    """One decoded clip -> model-ready arrays of its T frames (not yet batched); Big stays uint8.
+
+    Args:
+      record: a decoded example (see `bigsmall_jax.datasets.tfds_builders`), optionally with "record_index".
+      big_first_only: keep only the clip's first Big frame (what a model with Big downsampling reads).
+
+    Returns:
+      {"big": (Tb, B, B, 3) uint8 (Tb = 1 with `big_first_only`, else T), "big_mean", "big_std": (Tb,) f32,
+      "small": (T, S, S, 3) f32, "au"/"au_mask": (T, 12) f32, "bvp", "bvp_mask", "resp", "resp_mask",
+      "frame_mask": (T,) f32, "record_index": (T,) int32}.
+    """
+    frame_mask = np.asarray(record["frame_mask"]).astype(np.float32)
+    t = frame_mask.shape[0]
+    big = np.asarray(record["big"])
+    big = big[:1] if big_first_only else big
+    rows = big.shape[0]
+    return {
+        "big": big,
+        "big_mean": np.full((rows,), record["big_mean"], np.float32),
+        "big_std": np.full((rows,), record["big_std"], np.float32),
+        "small": np.asarray(record["small"], np.float32),
+        "frame_mask": frame_mask,
+        "record_index": np.full((t,), int(record.get("record_index", -1)), np.int32),
+        **_labels(record["au"], record["bvp"], record["resp"], frame_mask),
+    }
 
 
 def flatten_clips(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -86,14 +115,62 @@ def flatten_clips(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {k: v.reshape((v.shape[0] * v.shape[1], *v.shape[2:])) for k, v in batch.items()}
 
 
-class _ClipToModel(grain.transforms.Map):
-    def map(self, element):
-        return clip_to_model(element)
+def tfds_example_layout(source) -> tuple[int, int, int] | None:
+    """(T, Big side, Small side) of a TFDS source of BigSmall clips that can hand out raw records, else None."""
+    info = getattr(source, "dataset_info", None)
+    raw = getattr(source, "data_source", None)
+    features = getattr(info, "features", None)
+    if raw is None or features is None or not hasattr(raw, "__getitems__") or "big" not in features:
+        return None
+    big, small = features["big"].shape, features["small"].shape
+    return int(big[0]), int(big[1]), int(small[1])
 
 
-class _FlattenClips(grain.transforms.Map):
-    def map(self, element):
-        return flatten_clips(element)
+def read_raw(source, indices: Sequence[int]) -> list[bytes]:
+    """The serialized records at `indices` of a TFDS ArrayRecord source, read in one batched request."""
+    return list(source.data_source.__getitems__([int(i) for i in indices]))
+
+
+def decode_examples(raw: Sequence[bytes], n_segment: int, big_size: int, small_size: int,
+                    big_first_only: bool = False) -> dict[str, np.ndarray]:
+    """Serialized clips (tf.train.Example protos as `tfds_builders` writes them) -> one batch, (B*T, ...) arrays.
+
+    Each clip's protobuf is parsed once (C++); the arrays are joined and reshaped for the whole batch, and only
+    the Big frames the model reads are copied (the first of each clip with `big_first_only`). The result
+    equals stacking `clip_to_model` of TFDS's own decoding of each clip (tested).
+
+    Args:
+      raw: B serialized examples.
+      n_segment, big_size, small_size: T and the frame sides the dataset was built with.
+      big_first_only: keep the first Big frame of each clip only.
+
+    Returns:
+      The batch layout of the module docstring, without "record_index".
+    """
+    from tensorflow_datasets.proto import tf_example_pb2  # noqa: PLC0415 (TFDS's own compiled proto)
+
+    feats = [tf_example_pb2.Example.FromString(r).features.feature for r in raw]
+    n, t = len(feats), n_segment
+    tb = 1 if big_first_only else t
+    frame = big_size * big_size * 3
+    big = np.frombuffer(b"".join([f["big"].bytes_list.value[0][: tb * frame] for f in feats]), np.uint8)
+    small = np.frombuffer(b"".join([f["small"].bytes_list.value[0] for f in feats]), np.float32)
+
+    def floats(key):
+        return np.array([f[key].float_list.value for f in feats], np.float32)
+
+    frame_mask = np.array([f["frame_mask"].int64_list.value for f in feats], np.float32)
+    stats = {k: np.repeat(floats(k)[:, 0], tb) for k in ("big_mean", "big_std")}
+    labels = _labels(floats("au").reshape(n, t, -1), floats("bvp"), floats("resp"), frame_mask)
+    return {"big": big.reshape(n * tb, big_size, big_size, 3), **stats,
+            "small": small.reshape(n * t, small_size, small_size, 3).copy(),
+            "frame_mask": frame_mask.reshape(n * t),
+            **{k: v.reshape(n * t, *v.shape[2:]) for k, v in labels.items()}}
+
+
+def batch_bytes_per_clip(batch, n_clips: int) -> float:
+    """Bytes of a batch (host or device arrays: what is sent to the devices) per clip."""
+    return sum(v.nbytes for v in batch.values()) / n_clips
 
 
 class IndexedSource:
@@ -115,38 +192,123 @@ class IndexedSource:
         record["record_index"] = int(index)
         return record
 
-    def __repr__(self) -> str:  # grain checks it when restoring an iterator state: keep it stable
-        info = getattr(self._source, "dataset_info", None)
-        if info is not None:
-            name = f"{info.full_name}:{getattr(self._source, 'split', '?')}"
-        else:
-            name = type(self._source).__name__
-        return f"IndexedSource({name}, {len(self)} records)"
+    def __repr__(self) -> str:
+        return f"IndexedSource({_source_name(self._source)}, {len(self)} records)"
+
+
+def _source_name(source) -> str:
+    info = getattr(source, "dataset_info", None)
+    if info is not None:
+        return f"{info.full_name}:{getattr(source, 'split', '?')}"
+    return type(source).__name__
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Training loader.
 
 
-def shard_options(shard_by_process: bool = True, drop_remainder: bool = True, process_index: int | None = None,
-                  process_count: int | None = None) -> grain.sharding.ShardOptions:
-    """How records are split between hosts.
+def shard_range(n: int, shard_index: int, shard_count: int, drop_remainder: bool) -> range:
+    """The records of shard `shard_index` of `shard_count`: contiguous, len // count each with
+    `drop_remainder` (up to count - 1 records never read), else the first len % count shards get one more."""
+    if drop_remainder:
+        per = n // shard_count
+        return range(shard_index * per, (shard_index + 1) * per)
+    per, extra = divmod(n, shard_count)
+    start = shard_index * per + min(shard_index, extra)
+    return range(start, start + per + (shard_index < extra))
+
+
+class ClipBatches:
+    """Random-access batches of clips: item k is the k-th batch of this shard's record stream.
+
+    The stream is the shard's records in a fresh order every epoch (a permutation drawn from (seed, epoch))
+    or in storage order, epochs one after the other; batches run across epoch ends. Being random-access by
+    batch, it is a grain data source: grain's sampler, worker processes and checkpointable position then
+    work per batch, and each batch is one gather from the split's decoded columns (`columns.open_columns`),
+    or read and decoded at once (`read_raw`, `decode_examples`) where there are none.
 
     Args:
-      shard_by_process: False: every process reads everything.
-      drop_remainder: True: every shard gets len // count records (hosts then step in lockstep; up to
-        count - 1 records are never read); False: the first len % count shards get one more.
-      process_index, process_count: simulate a process (tests); default ``jax.process_index()`` /
-        ``jax.process_count()``.
+      source: a split's records (a TFDS ArrayRecord source, or any sequence of decoded records).
+      batch_clips: clips per batch.
+      shuffle, seed: a new order each epoch, drawn from (seed, epoch).
+      num_epochs: epochs in the stream (None: as many as asked for).
+      drop_remainder: drop the last incomplete batch (with finite epochs).
+      shard: (index, count) of this process's share (`shard_range`, with `drop_remainder`).
+      big_first_only: keep the first Big frame of each clip only (`clip_to_model`).
+      columns: gather batches from the split's decoded columns (`bigsmall_jax.datasets.columns`, built on
+        first use) rather than decoding every batch from its records.
     """
+
+    def __init__(self, source, *, batch_clips: int, shuffle: bool, seed: int, num_epochs: int | None,
+                 drop_remainder: bool, shard: tuple[int, int], big_first_only: bool, columns: bool = True):
+        self._source = source
+        self._records = shard_range(len(source), shard[0], shard[1], drop_remainder)
+        self._batch, self._shuffle, self._seed = int(batch_clips), bool(shuffle), int(seed)
+        self._epochs, self._first_only, self._shard = num_epochs, bool(big_first_only), tuple(shard)
+        self._layout = tfds_example_layout(source)
+        self._columns = (open_columns(source, self._layout, self._first_only, progress=False)
+                         if self._layout is not None and columns else None)
+        total = len(self._records) * num_epochs if num_epochs is not None else None
+        if total is None:
+            self._len = 2**62
+        else:
+            self._len = total // self._batch if drop_remainder else -(-total // self._batch)
+        self._total = total
+        self._orders: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return self._len
+
+    def _order(self, epoch: int) -> np.ndarray:
+        """The record indices of one epoch, in the order they are read."""
+        if epoch not in self._orders:
+            records = np.arange(self._records.start, self._records.stop)
+            if self._shuffle:
+                records = np.random.default_rng([self._seed, epoch]).permutation(records)
+            self._orders = {epoch: records}  # batches are read in order: one epoch at a time is enough
+        return self._orders[epoch]
+
+    def indices(self, k: int) -> np.ndarray:
+        """The record indices of batch k."""
+        m = len(self._records)
+        stop = (k + 1) * self._batch if self._total is None else min((k + 1) * self._batch, self._total)
+        positions = np.arange(k * self._batch, stop)
+        epochs = positions // m
+        return np.concatenate([self._order(int(e))[positions[epochs == e] % m] for e in np.unique(epochs)])
+
+    def __getitem__(self, k: int) -> dict[str, np.ndarray]:
+        if not 0 <= k < self._len:
+            raise IndexError(f"batch {k} of {self._len}")
+        idx = self.indices(int(k))
+        if self._columns is not None:
+            batch = self._columns.gather(idx)
+        elif self._layout is not None:
+            batch = decode_examples(read_raw(self._source, idx), *self._layout, big_first_only=self._first_only)
+        else:
+            clips = [clip_to_model({**self._source[int(i)], "record_index": int(i)}, self._first_only) for i in idx]
+            batch = flatten_clips({k: np.stack([c[k] for c in clips]) for k in clips[0]})
+        t = batch["frame_mask"].shape[0] // len(idx)
+        batch["record_index"] = np.repeat(idx.astype(np.int32), t)
+        return batch
+
+    def __repr__(self) -> str:  # grain checks it when restoring an iterator state: keep it stable
+        return (f"ClipBatches({_source_name(self._source)}, {len(self._source)} records, shard {self._shard}, "
+                f"batch {self._batch}, shuffle {self._shuffle}, seed {self._seed}, epochs {self._epochs}, "
+                f"first Big frame only {self._first_only})")
+
+
+def _shard(shard_by_process: bool, process_index: int | None, process_count: int | None) -> tuple[int, int]:
+    """(index, count) of this process's share: every process reads a disjoint part (or, with
+    `shard_by_process` False, everything); `process_index` / `process_count` simulate a process (tests)."""
     if not shard_by_process:
-        return grain.sharding.NoSharding()
+        return 0, 1
     if process_index is None and process_count is None:
-        return grain.sharding.ShardByJaxProcess(drop_remainder=drop_remainder)
+        import jax  # noqa: PLC0415 (only a sharded loader asks JAX)
+
+        return jax.process_index(), jax.process_count()
     if process_index is None or process_count is None:
         raise ValueError("give both process_index and process_count, or neither")
-    return grain.sharding.ShardOptions(shard_index=int(process_index), shard_count=int(process_count),
-                                       drop_remainder=drop_remainder)
+    return int(process_index), int(process_count)
 
 
 def make_loader(
@@ -162,6 +324,8 @@ def make_loader(
     process_index: int | None = None,
     process_count: int | None = None,
     worker_buffer_size: int = 2,
+    big_first_only: bool = False,
+    columns: bool = True,
 ) -> grain.DataLoader:
     """A grain loader of model-ready batches (see the module docstring for the batch layout).
 
@@ -171,12 +335,15 @@ def make_loader(
       shuffle: shuffle the records globally each epoch (a different order every epoch).
       seed: shuffling seed (0 <= seed < 2**32); the same seed gives the same batches.
       num_epochs: passes over the data; None repeats forever (batches then run across epoch ends).
-      worker_count: grain worker processes (0: in this process). Each worker batches its own share of
-        the shuffled clips, so batches depend on it; for a given worker_count they are fixed by the seed.
+      worker_count: grain worker processes (0: in this process); the batches do not depend on it.
       drop_remainder: drop the last incomplete batch, and shard records evenly between processes.
       shard_by_process: each JAX process reads a disjoint part of the records.
       process_index, process_count: simulate a process instead of asking JAX (tests).
       worker_buffer_size: batches each worker prepares ahead.
+      big_first_only: send only the first Big frame of each clip (a model with Big downsampling,
+        `BigSmall.big_per_clip`).
+      columns: read batches from the split's decoded columns (`bigsmall_jax.datasets.columns`; built on first
+        use beside a TFDS dataset's files) instead of decoding each batch's records.
 
     Returns:
       A `grain.DataLoader`; ``iter(loader)`` yields dicts of numpy arrays and has ``get_state`` /
@@ -187,24 +354,49 @@ def make_loader(
         raise UserError(f"{data_source!r}: the split has no clips")
     if int(batch_clips) < 1:
         raise UserError(f"batch_clips must be >= 1, got {batch_clips}")
-    shards = shard_options(shard_by_process, drop_remainder, process_index, process_count)
-    if n < shards.shard_count:
-        raise UserError(f"{data_source!r}: {n} clips cannot be shared by {shards.shard_count} processes")
-    sampler = grain.samplers.IndexSampler(
-        num_records=n, shard_options=shards, shuffle=shuffle, num_epochs=num_epochs, seed=int(seed))
-    operations = [
-        _ClipToModel(),
-        grain.transforms.Batch(batch_size=int(batch_clips), drop_remainder=drop_remainder),
-        _FlattenClips(),
-    ]
+    shard = _shard(shard_by_process, process_index, process_count)
+    if n < shard[1]:
+        raise UserError(f"{data_source!r}: {n} clips cannot be shared by {shard[1]} processes")
+    batches = ClipBatches(data_source, batch_clips=int(batch_clips), shuffle=shuffle, seed=int(seed),
+                          num_epochs=num_epochs, drop_remainder=drop_remainder, shard=shard,
+                          big_first_only=big_first_only, columns=columns)
+    if len(batches) == 0:
+        raise UserError(f"{data_source!r}: fewer clips than one batch of {batch_clips}")
+    sampler = grain.samplers.IndexSampler(num_records=len(batches), shard_options=grain.sharding.NoSharding(),
+                                          shuffle=False, num_epochs=1, seed=0)
     if worker_count:
-        _absl_flags_parsed()
-    source = data_source if isinstance(data_source, IndexedSource) else IndexedSource(data_source)
-    return grain.DataLoader(data_source=source, sampler=sampler, operations=operations, shard_options=shards,
-                            worker_count=int(worker_count), worker_buffer_size=int(worker_buffer_size))
+        absl_flags_parsed()
+    return grain.DataLoader(data_source=batches, sampler=sampler, operations=(), worker_count=int(worker_count),
+                            worker_buffer_size=int(worker_buffer_size))
 
 
-def _absl_flags_parsed() -> None:
+def device_big(batch, dtype=None):
+    """The standardized Big input from a batch's uint8 frames, on the device (inside the jitted step).
+
+    ``(big - mean) / std`` in float32 with the video's statistics, 0 where std is 0: the same float32
+    arithmetic as `bigsmall_jax.datasets.preprocess.standardize_big` on the host (tested equal).
+
+    Args:
+      batch: "big" (R, B, B, 3) uint8 and "big_mean", "big_std" (R,) float32; a float "big" (already
+        standardized) is returned as it is.
+      dtype: the result's dtype (default float32).
+
+    Returns:
+      (R, B, B, 3) jax array.
+    """
+    import jax.numpy as jnp  # noqa: PLC0415 (the host half of this module needs no JAX)
+
+    big = batch["big"]
+    if big.dtype != jnp.uint8:
+        return big if dtype is None else big.astype(dtype)
+    mean = batch["big_mean"].astype(jnp.float32)[:, None, None, None]
+    std = batch["big_std"].astype(jnp.float32)[:, None, None, None]
+    out = (big.astype(jnp.float32) - mean) / std
+    out = jnp.where(jnp.isfinite(out), out, jnp.float32(0.0))
+    return out if dtype is None else out.astype(dtype)
+
+
+def absl_flags_parsed() -> None:
     """grain 0.2.18's worker processes read an absl flag, which fails unless absl parsed the command line
     (google/grain#1355, fixed after 0.2.18): without ``absl.app``, mark the flags parsed (their defaults)."""
     if not flags.FLAGS.is_parsed():
@@ -314,6 +506,6 @@ def iter_videos(data_source, *, standardize: bool = True, block: int = 64) -> It
 
 
 __all__ = [
-    "IndexedSource", "Video", "clip_to_model", "flatten_clips", "iter_videos", "iterator_state", "make_loader",
-    "restore_iterator", "shard_options",
+    "ClipBatches", "IndexedSource", "Video", "batch_bytes_per_clip", "clip_to_model", "decode_examples", "device_big",
+    "flatten_clips", "iter_videos", "iterator_state", "make_loader", "read_raw", "restore_iterator", "shard_range",
 ]

@@ -167,14 +167,21 @@ class BigSmall(nn.Module):
         """Whether the Big branch sees one frame per clip (Big temporal downsampling) rather than every frame."""
         return self.config.variant == "bigsmall" and self.config.big_downsample
 
-    def big_frames(self, big: jax.Array) -> jax.Array:
+    def big_frames(self, big: jax.Array, given_per_clip: bool = False) -> jax.Array:
         """The Big frames the Big branch sees, in the compute dtype: (N*T, ...) -> (N, ...) with Big temporal
-        downsampling (the first frame of each clip), else all of them."""
+        downsampling (the first frame of each clip), else all of them; `given_per_clip`: `big` already holds
+        only those (N, ...) frames."""
         c = self.config
-        b = big[:: c.n_segment] if self.big_per_clip else big
+        b = big[:: c.n_segment] if self.big_per_clip and not given_per_clip else big
         if c.big_gray:  # the plain mean of the three channels (not luminance weights), in float32
             b = b.astype(jnp.float32).mean(axis=-1, keepdims=True)
         return b.astype(DTYPES[c.dtype])
+
+    def big_given_per_clip(self, big, small) -> bool:
+        """Whether `big` holds only the frames the Big branch sees, one per clip ((N, ...) for (N*T, ...) Small
+        frames, what the trainer sends to the devices), rather than every frame."""
+        t = self.config.n_segment
+        return self.big_per_clip and t > 1 and big.shape[0] * t == small.shape[0]
 
     def check_inputs(self, big, small, from_stem: bool = False) -> None:
         """Raises ValueError naming the expected shapes, before any tracing error can."""
@@ -191,7 +198,7 @@ class BigSmall(nn.Module):
             if not self.has_big or tuple(big.shape) != want:
                 raise ValueError(f"from_stem: big must be `big_stem`'s output {want} for a {c.variant} model; "
                                  f"got shape {tuple(big.shape)}")
-        elif big.shape[0] != small.shape[0]:
+        elif big.shape[0] != small.shape[0] and not self.big_given_per_clip(big, small):
             raise ValueError(f"big and small inputs must have the same number of frames; got {big.shape[0]} "
                              f"and {small.shape[0]}")
         if small.shape[0] == 0 or (self.uses_segments and small.shape[0] % c.n_segment):
@@ -202,7 +209,8 @@ class BigSmall(nn.Module):
     def __call__(self, big: jax.Array, small: jax.Array, train: bool = False,
                  from_stem: bool = False) -> dict[str, jax.Array]:
         """Outputs for (N*T, ...) frames; with `from_stem`, `big` is `big_stem`'s output for them instead (the
-        Big branch then starts after its first conv: `bigsmall_jax.runtime.Forward` runs that conv apart).
+        Big branch then starts after its first conv: `bigsmall_jax.runtime.Forward` runs that conv apart). With
+        Big downsampling `big` may also be (N, ...), the first frame of each clip only (`big_given_per_clip`).
 
         With ``mutable=["intermediates"]`` the module records the features entering the heads (``"fused"``)
         and, with lateral connections, the block-2 inputs (``"big_block2_in"``, ``"small_block2_in"``)."""
@@ -213,7 +221,7 @@ class BigSmall(nn.Module):
                                        name="big")
         small_branch = functools.partial(SmallBranch, c.small_filters, c.n_segment, c.shift, c.fold_div, dtype,
                                          name="small")
-        b = big.astype(dtype) if from_stem else self.big_frames(big)
+        b = big.astype(dtype) if from_stem else self.big_frames(big, self.big_given_per_clip(big, small))
         if c.variant == "big":
             features = big_branch()(b, train, from_stem)
         elif c.variant == "small":

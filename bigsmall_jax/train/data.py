@@ -34,12 +34,14 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return int((seed * 1_000_003 + epoch * 7919 + 17) % (2**32 - 1))
 
 
-def make_epoch_loader(source, config: ml_collections.ConfigDict, epoch: int, local_batch_clips: int):
+def make_epoch_loader(source, config: ml_collections.ConfigDict, epoch: int, local_batch_clips: int,
+                      big_first_only: bool = False):
     """One epoch of this process's shard of `source`, shuffled by `epoch_seed`, in full batches of
-    `local_batch_clips` clips ((local_batch_clips * T, ...) arrays; `bigsmall_jax.datasets.input_pipeline`)."""
+    `local_batch_clips` clips ((local_batch_clips * T, ...) arrays; `bigsmall_jax.datasets.input_pipeline`);
+    `big_first_only`: only the first Big frame of each clip (a model with Big downsampling)."""
     return make_loader(source, batch_clips=local_batch_clips, shuffle=True, seed=epoch_seed(int(config.seed), epoch),
                        num_epochs=1, worker_count=int(config.dataset.worker_count), drop_remainder=True,
-                       shard_by_process=True)
+                       shard_by_process=True, big_first_only=big_first_only)
 
 
 def steps_per_epoch(num_records: int, config: ml_collections.ConfigDict, num_processes: int) -> int:

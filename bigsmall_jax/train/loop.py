@@ -26,7 +26,7 @@ from jax.experimental import multihost_utils
 from tqdm import tqdm
 
 from bigsmall_jax.datasets import tfds_builders
-from bigsmall_jax.datasets.input_pipeline import make_loader, restore_iterator
+from bigsmall_jax.datasets.input_pipeline import device_big, make_loader, restore_iterator
 from bigsmall_jax.errors import UserError
 from bigsmall_jax.evaluation import evaluate
 from bigsmall_jax.files import write_json_atomic
@@ -47,8 +47,8 @@ from bigsmall_jax.train.parallel import (
     AXIS,
     OneBehind,
     check_batch_divisible,
+    prefetch_to_devices,
     replicate,
-    shard_batch,
     unreplicate,
 )
 from bigsmall_jax.train.state import create_train_state
@@ -193,7 +193,8 @@ def _restore_or_init(run: _Run) -> tuple[Any, dict[str, Any], str | None]:
 
 def _epoch_iterator(run: _Run, epoch: int, iterator_state: str | None):
     """The epoch's batches, from the saved position of a resumed epoch or from its start."""
-    loader = make_epoch_loader(run.train_source, run.config, epoch, run.local_batch)
+    loader = make_epoch_loader(run.train_source, run.config, epoch, run.local_batch,
+                               big_first_only=run.model.big_per_clip)
     return restore_iterator(loader, iterator_state.encode()) if iterator_state else iter(loader)
 
 
@@ -294,26 +295,27 @@ def _train_epoch(run: _Run, recorder: _LoopRecorder, state, progress: dict[str, 
     waits for the host to read and shard the next batch; they are flushed before every checkpoint, at the
     end of the epoch and before stopping.
     """
-    n_local, t = jax.local_device_count(), run.mc.n_segment
     ckpt_every = int(run.config.train.checkpoint_every_steps)
     behind = OneBehind(recorder.record)
-    it = _epoch_iterator(run, epoch, iterator_state)
     epoch_end = (epoch + 1) * run.steps_per_epoch
+    # The next batches are copied to the devices while the current step runs; each comes with the loader
+    # position to checkpoint once it has been trained on.
+    batches = prefetch_to_devices(_epoch_iterator(run, epoch, iterator_state), run.mc.n_segment)
     while step < epoch_end:
         if 0 <= hooks.stop_after_steps <= step:
             behind.flush()
             log.info("stopping after step %d (Hooks.stop_after_steps), as if killed", step)
             return state, step, True
         try:
-            batch = next(it)
+            batch, position = next(batches)
         except StopIteration:
             raise UserError(f"the training loader ran out after step {step} of epoch {epoch}") from None
-        state, metrics = run.p_train_step(state, shard_batch(batch, n_local, t))
+        state, metrics = run.p_train_step(state, batch)
         step += 1
         behind.push(step, epoch, epoch_end, metrics)  # fetches the previous step's, while this one runs
         if step < epoch_end and ckpt_every > 0 and step % ckpt_every == 0:
             behind.flush()
-            recorder.save(state, progress, epoch, it.get_state())
+            recorder.save(state, progress, epoch, position)
     behind.flush()
     return state, step, False
 
@@ -460,7 +462,7 @@ def _eval_sums_fn(model: BigSmall, pos_weight):
     pw = None if pos_weight is None else jnp.asarray(pos_weight, jnp.float32)
 
     def sums(params, batch):
-        out = model.apply({"params": params}, batch["big"], batch["small"], train=False)
+        out = model.apply({"params": params}, device_big(batch), batch["small"], train=False)
         return losses_lib.task_sums(out, batch, pw)
 
     return jax.jit(sums)

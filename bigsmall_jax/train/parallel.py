@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -27,7 +28,7 @@ def put_sharded(tree, devices: Sequence | None = None):
     """
     devices = list(devices or jax.local_devices())
     sharding = NamedSharding(Mesh(np.array(devices), (AXIS,)), PartitionSpec(AXIS))
-    return jax.tree_util.tree_map(lambda x: jax.device_put(x, sharding), tree)
+    return jax.device_put(tree, sharding)  # one call for the whole tree: less dispatch per array
 
 
 def replicate(tree, devices: Sequence | None = None):
@@ -55,17 +56,60 @@ def check_batch_divisible(batch_clips: int, num_devices: int, num_processes: int
 def shard_batch(batch: Mapping[str, np.ndarray], num_local_devices: int, n_segment: int) -> dict[str, np.ndarray]:
     """(n_clips*T, ...) host arrays -> (num_local_devices, n_clips/num_local_devices*T, ...), by whole clips.
 
-    Device d gets clips [d*n/D, (d+1)*n/D) of the batch, in order.
+    Device d gets clips [d*n/D, (d+1)*n/D) of the batch, in order. Arrays with fewer rows per clip (the
+    loader's Big frames and their statistics, one row per clip with Big downsampling) are split by the
+    same clips; the clip count comes from "small" (or, without it, from the first array).
     """
+    arrays = {k: np.asarray(v) for k, v in batch.items()}
+    reference = arrays.get("small", next(iter(arrays.values())))
+    frames = reference.shape[0]
+    if frames % n_segment or (frames // n_segment) % num_local_devices:
+        raise UserError(f"a batch of {frames} frames ({frames / n_segment:g} clips of {n_segment}) cannot be "
+                        f"split evenly over {num_local_devices} devices")
+    n_clips = frames // n_segment
     out = {}
-    for k, v in batch.items():
-        v = np.asarray(v)
-        frames = v.shape[0]
-        if frames % n_segment or (frames // n_segment) % num_local_devices:
-            raise UserError(f"a batch of {frames} frames ({frames / n_segment:g} clips of {n_segment}) cannot be "
-                            f"split evenly over {num_local_devices} devices")
-        out[k] = v.reshape(num_local_devices, frames // num_local_devices, *v.shape[1:])
+    for k, v in arrays.items():
+        if v.shape[0] % n_clips:
+            raise UserError(f"batch array {k!r} has {v.shape[0]} rows, not a whole number per clip of {n_clips}")
+        out[k] = v.reshape(num_local_devices, v.shape[0] // num_local_devices, *v.shape[1:])
     return out
+
+
+def prefetch_to_devices(batches: Iterator[Mapping[str, np.ndarray]], n_segment: int, size: int = 2,
+                        devices: Sequence | None = None) -> Iterator[tuple[dict[str, jax.Array], Any]]:
+    """Host batches -> (device batch, the iterator's position after it), `size` batches ahead.
+
+    Each batch is split by clips over the local devices (`shard_batch`) and sent with ``jax.device_put``,
+    which returns at once: the copy of the next batches runs while the current step computes. The position
+    (``batches.get_state()`` when the iterator has one, else None) is the one to checkpoint once that batch
+    has been trained on: the iterator itself is `size` batches further.
+
+    Args:
+      batches: an iterator of host batches (a loader iterator).
+      n_segment: frames per clip.
+      size: batches on the devices ahead of the one being used (>= 1).
+      devices: the local devices (default ``jax.local_devices()``).
+    """
+    devices = list(devices or jax.local_devices())
+    get_state = getattr(batches, "get_state", None)
+    queue: collections.deque = collections.deque()
+
+    def pull() -> bool:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return False
+        queue.append((put_sharded(shard_batch(batch, len(devices), n_segment), devices),
+                      get_state() if get_state is not None else None))
+        return True
+
+    for _ in range(max(1, int(size))):
+        if not pull():
+            break
+    while queue:
+        item = queue.popleft()
+        pull()
+        yield item
 
 
 def initialize_distributed(coordinator_address: str | None = None, num_processes: int | None = None,

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from bigsmall_jax.datasets.input_pipeline import device_big
 from bigsmall_jax.model import BigSmall
 from bigsmall_jax.train import losses as losses_lib
 from bigsmall_jax.train import optim as optim_lib
@@ -21,14 +22,15 @@ from bigsmall_jax.train.state import TrainState
 
 
 def _apply_per_clip(model: BigSmall, params, big, small, keys):
-    """Training-mode outputs with one dropout key per clip: (N*T, ...) inputs, keys (N,)."""
+    """Training-mode outputs with one dropout key per clip: (N*T, ...) Small frames, (N*T or N, ...) Big
+    frames (every frame, or the first of each clip), keys (N,)."""
     t = model.config.n_segment
-    n = big.shape[0] // t
+    n = small.shape[0] // t
 
     def one(b, s, k):
         return model.apply({"params": params}, b, s, train=True, rngs={"dropout": k})
 
-    out = jax.vmap(one)(big.reshape(n, t, *big.shape[1:]), small.reshape(n, t, *small.shape[1:]), keys)
+    out = jax.vmap(one)(big.reshape(n, -1, *big.shape[1:]), small.reshape(n, t, *small.shape[1:]), keys)
     return {k: v.reshape(n * t, *v.shape[2:]) for k, v in out.items()}
 
 
@@ -43,12 +45,13 @@ def _make_forward(model: BigSmall, per_clip_dropout: bool, axis_name: str) -> Ca
 
     def forward(params, batch, step_key):
         device = jax.lax.axis_index(axis_name)
+        big = device_big(batch)  # uint8 frames standardized here, on the device
         if per_clip_dropout:
-            n_clips = batch["big"].shape[0] // t
+            n_clips = batch["small"].shape[0] // t
             clips = device * n_clips + jnp.arange(n_clips)
             keys = jax.vmap(jax.random.fold_in, (None, 0))(step_key, clips)
-            return _apply_per_clip(model, params, batch["big"], batch["small"], keys)
-        return model.apply({"params": params}, batch["big"], batch["small"], train=True,
+            return _apply_per_clip(model, params, big, batch["small"], keys)
+        return model.apply({"params": params}, big, batch["small"], train=True,
                            rngs={"dropout": jax.random.fold_in(step_key, device)})
 
     return forward
@@ -96,9 +99,10 @@ def make_train_step(model: BigSmall, schedule: optax.Schedule, *, seed: int, tas
 
     Returns:
       ``step(state, batch) -> (state, metrics)``. ``batch`` holds this device's frames: "big"
-      (n*T, 144, 144, 3), "small" (n*T, 9, 9, 3), labels "au" (n*T, 12), "bvp", "resp" (n*T,), optional masks
-      "au_mask", "bvp_mask", "resp_mask", "frame_mask". ``metrics``: global "loss" (weighted total, with the
-      weights of this step), "loss_<task>" (unweighted means), "grad_norm", "lr", identical on every device.
+      (n*T or n, 144, 144, 3), float32 standardized or uint8 with "big_mean", "big_std" (`device_big`),
+      "small" (n*T, 9, 9, 3), labels "au" (n*T, 12), "bvp", "resp" (n*T,), optional masks "au_mask",
+      "bvp_mask", "resp_mask", "frame_mask". ``metrics``: global "loss" (weighted total, with the weights of
+      this step), "loss_<task>" (unweighted means), "grad_norm", "lr", identical on every device.
     """
     base_key = jax.random.PRNGKey(seed)
     pos_weight = None if au_pos_weight is None or len(au_pos_weight) == 0 else jnp.asarray(au_pos_weight, jnp.float32)

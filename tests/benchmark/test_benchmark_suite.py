@@ -22,7 +22,8 @@ MODEL_FIELDS = ("flops_per_clip", "flops_per_frame", "train_flops_per_clip", "pa
                 "infer_frames_per_s", "infer_latency_ms", "train_clips_per_s", "train_step_ms", "compile_s",
                 "compile_infer_s", "compile_train_s", "infer_gflops", "infer_peak_fraction", "latency_gflops",
                 "latency_peak_fraction", "train_gflops", "train_peak_fraction")
-PIPELINE_FIELDS = ("records_per_s", "batches_per_s", "epoch_s", "step_only_s", "loader_overhead", "steps_per_epoch",
+PIPELINE_FIELDS = ("delivered_clips_per_s", "bytes_per_clip", "batches_per_s", "epoch_s", "step_only_s",
+                   "loader_overhead", "steps_per_epoch",
                    "train_records", "batch_clips", "epoch_synchronous_s", "synchronous_overhead")
 
 
@@ -54,6 +55,13 @@ def test_quick_run_has_every_field(quick_run, capsys):
     assert pipe["steps_per_epoch"] == pipe["train_records"] // pipe["batch_clips"] >= 1
     assert pipe["epoch_s"] > 0 and pipe["step_only_s"] > 0
     assert pipe["loader_overhead"] == pytest.approx(pipe["epoch_s"] / pipe["step_only_s"] - 1)
+    rates = pipe["stage_clips_per_s"]
+    assert set(rates) == {"read", "decode", "batch", "transfer"} and all(v > 0 for v in rates.values())
+    assert pipe["bottleneck"] == min(("read", "batch", "transfer"), key=rates.get)
+    # BigSmall reads one Big frame per clip: one uint8 frame, 3 Small frames and the labels go to the device.
+    assert pipe["big_first_only"]
+    frame_u8, small = 144 * 144 * 3, 3 * 9 * 9 * 3 * 4
+    assert frame_u8 + small < pipe["bytes_per_clip"] < frame_u8 + small + 1000 < 70_000
     assert set(r["load_avg"]) == {"before", "after"}
 
 
@@ -140,17 +148,22 @@ def test_peak_fractions_closed_form():
 def test_synthetic_batch_layout():
     config = named_config("bigsmall")
     b = synthetic_batch(config, n_clips=2)
-    assert b["big"].shape == (6, 144, 144, 3) and b["small"].shape == (6, 9, 9, 3)
+    assert b["big"].shape == (6, 144, 144, 3) and b["big"].dtype == np.uint8 and b["small"].shape == (6, 9, 9, 3)
+    assert b["big_mean"].shape == b["big_std"].shape == (6,)
+    # The stated statistics are those of the frames (uniform uint8).
+    assert float(b["big"].mean()) == pytest.approx(float(b["big_mean"][0]), abs=0.5)
+    assert float(b["big"].std()) == pytest.approx(float(b["big_std"][0]), abs=0.5)
     assert b["au"].shape == b["au_mask"].shape == (6, 12)
     assert set(np.unique(b["au"])) <= {0.0, 1.0}
     for key in ("bvp", "resp", "bvp_mask", "resp_mask", "frame_mask"):
         assert b[key].shape == (6,)
-    assert all(v.dtype == np.float32 for v in b.values())
+    assert all(v.dtype == np.float32 for k, v in b.items() if k != "big")
+    assert synthetic_batch(config, n_clips=2, big_first_only=True)["big"].shape == (2, 144, 144, 3)
 
 
 def test_epoch_with_loader_fetches_each_step_after_the_next_is_dispatched(monkeypatch):
     """The trainer's loop (`OneBehind`): step s's metrics are fetched only once step s+1 is dispatched, the
-    last one at the end; every batch is sharded and dispatched once, in order."""
+    last one at the end; every batch is prefetched and dispatched once, in order."""
     events = []
 
     class FakeTrain:
@@ -161,7 +174,7 @@ def test_epoch_with_loader_fetches_each_step_after_the_next_is_dispatched(monkey
             events.append(("dispatch", batch["i"]))
             return {"loss": batch["i"]}
 
-    monkeypatch.setattr(pipeline, "shard_batch", lambda batch, n, t: {**batch, "sharded": (n, t)})
+    monkeypatch.setattr(pipeline, "prefetch_to_devices", lambda batches, t, devices: ((b, None) for b in batches))
     monkeypatch.setattr(pipeline.jax, "device_get", lambda m: events.append(("fetch", m["loss"])))
     seconds = pipeline.epoch_with_loader(FakeTrain(), [{"i": i} for i in range(3)])
     assert seconds >= 0

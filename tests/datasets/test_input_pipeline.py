@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 
+import jax
 import numpy as np
 import pytest
 
@@ -25,11 +26,14 @@ def _clip_ids(batches) -> list[int]:
     return [int(i) for b in batches for i in b["record_index"][::3]]
 
 
-def test_batch_layout_matches_the_stored_records(train_source):
+@pytest.mark.parametrize("first_only", [False, True])
+def test_batch_layout_matches_the_stored_records(train_source, first_only):
     loader = ip.make_loader(train_source, batch_clips=4, shuffle=True, seed=0, num_epochs=1,
-                            process_index=0, process_count=1)
+                            process_index=0, process_count=1, big_first_only=first_only)
     batch = next(iter(loader))
-    assert batch["big"].shape == (12, 144, 144, 3) and batch["big"].dtype == np.float32
+    tb_ = 1 if first_only else 3
+    assert batch["big"].shape == (4 * tb_, 144, 144, 3) and batch["big"].dtype == np.uint8
+    assert batch["big_mean"].shape == batch["big_std"].shape == (4 * tb_,)
     assert batch["small"].shape == (12, 9, 9, 3) and batch["au"].shape == (12, 12)
     for key in ("bvp", "bvp_mask", "resp", "resp_mask", "frame_mask", "record_index"):
         assert batch[key].shape == (12,), key
@@ -38,16 +42,34 @@ def test_batch_layout_matches_the_stored_records(train_source):
     ids = batch["record_index"].reshape(4, 3)
     assert np.all(ids == ids[:, :1])  # the 3 frames of a clip are consecutive rows
     for c, idx in enumerate(ids[:, 0]):
-        rec = train_source[int(idx)]
+        rec = train_source[int(idx)]  # TFDS's own decoding of the record
         rows = slice(3 * c, 3 * c + 3)
-        big = (rec["big"].astype(np.float64) - rec["big_mean"]) / rec["big_std"]
-        np.testing.assert_allclose(batch["big"][rows], big, atol=1e-5)
+        np.testing.assert_array_equal(batch["big"][tb_ * c: tb_ * (c + 1)], rec["big"][:tb_])
+        np.testing.assert_array_equal(batch["big_mean"][tb_ * c: tb_ * (c + 1)], rec["big_mean"])
+        np.testing.assert_array_equal(batch["big_std"][tb_ * c: tb_ * (c + 1)], rec["big_std"])
         np.testing.assert_array_equal(batch["small"][rows], rec["small"])
         for kind in ("bvp", "resp", "au"):
             known = np.isfinite(rec[kind])
             np.testing.assert_array_equal(batch[kind][rows], np.where(known, rec[kind], 0))
             frame = rec["frame_mask"][:, None] if rec[kind].ndim == 2 else rec["frame_mask"]
             np.testing.assert_array_equal(batch[f"{kind}_mask"][rows], (known & frame).astype(np.float32))
+    # Standardized on the device, the frames equal the host standardization of the stored ones up to float
+    # rounding (at most 1 ulp apart: XLA and numpy may round the float32 division differently).
+    big = np.asarray(jax.jit(ip.device_big)({k: batch[k] for k in ("big", "big_mean", "big_std")}))
+    for r in range(4 * tb_):
+        want = standardize_big(batch["big"][r], float(batch["big_mean"][r]), float(batch["big_std"][r]))
+        np.testing.assert_array_max_ulp(big[r], want, maxulp=1)
+        wide = (batch["big"][r].astype(np.float64) - batch["big_mean"][r]) / batch["big_std"][r]
+        np.testing.assert_allclose(big[r], wide, atol=1e-5)
+
+
+def test_device_big_zeroes_a_constant_video_like_the_host():
+    big = np.full((2, 2, 2, 3), 9, np.uint8)
+    batch = {"big": big, "big_mean": np.array([9.0, 5.0], np.float32), "big_std": np.array([0.0, 2.0], np.float32)}
+    out = np.asarray(jax.jit(ip.device_big)(batch))
+    np.testing.assert_array_equal(out[0], standardize_big(big[0], 9.0, 0.0))
+    np.testing.assert_array_equal(out[0], 0.0)
+    np.testing.assert_array_equal(out[1], 2.0)  # (9 - 5) / 2
 
 
 def test_clip_to_model_masks_missing_labels_and_padding():
@@ -59,7 +81,10 @@ def test_clip_to_model_masks_missing_labels_and_padding():
         "au": np.array([[1, 0] + [np.nan] * 10] * t, np.float32), "record_index": 5,
     }
     out = ip.clip_to_model(rec)
-    np.testing.assert_array_equal(out["big"], np.ones((t, 2, 2, 3), np.float32))  # (7 - 5) / 2
+    np.testing.assert_array_equal(out["big"], rec["big"])
+    np.testing.assert_array_equal(out["big_mean"], [5, 5, 5])
+    np.testing.assert_array_equal(np.asarray(ip.device_big(out)), np.ones((t, 2, 2, 3), np.float32))  # (7-5)/2
+    assert ip.clip_to_model(rec, big_first_only=True)["big"].shape == (1, 2, 2, 3)
     np.testing.assert_array_equal(out["bvp"], [1, 0, 3])
     np.testing.assert_array_equal(out["bvp_mask"], [1, 0, 0])  # NaN, then a padded frame
     np.testing.assert_array_equal(out["resp_mask"], [0, 0, 0])
@@ -67,6 +92,25 @@ def test_clip_to_model_masks_missing_labels_and_padding():
     np.testing.assert_array_equal(out["record_index"], [5, 5, 5])
     flat = ip.flatten_clips({k: np.stack([v, v]) for k, v in out.items()})
     assert flat["big"].shape == (6, 2, 2, 3) and flat["au"].shape == (6, 12)
+
+
+@pytest.mark.parametrize("first_only", [True, False])
+def test_columns_records_and_decoded_sources_give_the_same_batches(train_source, first_only):
+    """The loader's three paths: a gather from the decoded columns, `decode_examples` of the raw records, and
+    `clip_to_model` of TFDS's own decoding (any sequence of decoded records)."""
+    decoded = [train_source[i] for i in range(len(train_source))]
+
+    def batches(source, columns):
+        return list(ip.make_loader(source, batch_clips=3, shuffle=True, seed=4, num_epochs=1, process_index=0,
+                                   process_count=1, big_first_only=first_only, columns=columns))
+
+    reference = batches(decoded, False)
+    for other in (batches(train_source, True), batches(train_source, False)):
+        for got, want in zip(other, reference, strict=True):
+            assert got.keys() == want.keys()
+            for k in got:
+                assert got[k].dtype == want[k].dtype, k
+                np.testing.assert_array_equal(got[k], want[k], err_msg=k)
 
 
 def test_one_epoch_reads_every_clip_once_and_is_deterministic_by_seed(train_source):
