@@ -11,6 +11,7 @@ import functools
 import importlib.util
 import json
 import math
+import numbers
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import ml_collections
+import numpy as np
 
 from bigsmall_jax.cli import split_key_value
 from bigsmall_jax.errors import UserError, file_error
@@ -85,6 +87,50 @@ def _required_keys() -> frozenset[str]:
     return frozenset(k for k in flat_keys(base) if not k.startswith("dataset.settings"))
 
 
+@functools.lru_cache(maxsize=1)
+def _base_values() -> dict[str, Any]:
+    """{dotted key: value} of the base config's leaves that have a type to check (None aside)."""
+    base = _exec_config_file(CONFIGS_DIR / "common.py").base_config()
+    out = {}
+    for key in _required_keys():
+        value = base
+        for part in key.split("."):
+            value = value[part]
+        if value is not None:
+            out[key] = value
+    return out
+
+
+def _type_problem(value: Any, like: Any) -> str | None:
+    """What is wrong with `value` where the base config has `like` (its kind: bool, int, number, string,
+    list), or None."""
+    if isinstance(like, bool):
+        ok, kind = isinstance(value, bool | np.bool_), "true or false"
+    elif isinstance(like, numbers.Integral):
+        ok, kind = isinstance(value, numbers.Integral) and not isinstance(value, bool), "an integer"
+    elif isinstance(like, numbers.Real):
+        ok, kind = isinstance(value, numbers.Real) and not isinstance(value, bool), "a number"
+    elif isinstance(like, str):
+        ok, kind = isinstance(value, str), "a string"
+    elif isinstance(like, list | tuple):
+        ok, kind = isinstance(value, list | tuple), "a list"
+    else:
+        return None
+    return None if ok else f"must be {kind}, got {value!r}"
+
+
+def check_value_types(config: ml_collections.ConfigDict, source: object) -> None:
+    """Raises `UserError` naming `source` and the key for a value whose type differs from the base config's
+    (``configs/common.py``): a string or float where an integer belongs would otherwise fail deep inside."""
+    for key, like in sorted(_base_values().items()):
+        value = config
+        for part in key.split("."):
+            value = value[part]
+        problem = _type_problem(value, like)
+        if problem is not None:
+            raise file_error(source, f"{key} {problem}")
+
+
 def load_config(spec: str | None = None) -> ml_collections.ConfigDict:
     """Runs ``get_config()`` of a config file (path or name of ``configs/``; None: the default).
 
@@ -111,6 +157,7 @@ def load_config(spec: str | None = None) -> ml_collections.ConfigDict:
         shown = ", ".join(missing[:6]) + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
         raise file_error(path, f"get_config() lacks the key(s) {shown}; derive the config from "
                                f"{CONFIGS_DIR / 'common.py'}'s base_config()")
+    check_value_types(config, path)
     return config
 
 

@@ -78,6 +78,17 @@ def test_bad_model_values_create_nothing(tmp_path, capsys, override, needle):
      "get_config() lacks the key(s) dataset.config"),
     ("from configs.common import base_config\ndef get_config():\n    c = base_config()\n    del c.optim\n"
      "    return c", "get_config() lacks the key(s) optim."),
+    # ml_collections refuses a value of another type set on a ConfigDict; one built from a plain dict is checked
+    # against the base config's types.
+    ("from configs.common import base_config\ndef get_config():\n    c = base_config()\n"
+     "    c.train.batch_clips = '16'\n    return c", "get_config() failed: TypeError: Could not override field"),
+    *[(f"import ml_collections\nfrom configs.common import base_config\ndef get_config():\n"
+       f"    d = base_config().to_dict()\n    d[{section!r}][{key!r}] = {value!r}\n"
+       f"    return ml_collections.ConfigDict(d)", needle)
+      for section, key, value, needle in [
+          ("train", "batch_clips", "16", "train.batch_clips must be an integer, got '16'"),
+          ("model", "n_segment", 3.5, "model.n_segment must be an integer, got 3.5"),
+          ("optim", "lr", "fast", "optim.lr must be a number, got 'fast'")]],
 ])
 def test_broken_config_module_is_named(tmp_path, capsys, body, needle):
     path = tmp_path / "mine.py"
