@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from bigsmall_jax.benchmark.models import synthetic_batch
 from bigsmall_jax.benchmark.peak import describe_device, device_info, load_average, time_interleaved
+from bigsmall_jax.datasets.input_pipeline import device_big
 from bigsmall_jax.export import export_model, onnx_session
 from bigsmall_jax.export.onnx_format import optional_module
 from bigsmall_jax.model import SINGLE_TASK_VARIANTS, abstract_variables, build_model, count_params, named_config
@@ -65,7 +66,7 @@ def prepare_deploy_model(name: str, folder: Path, batch_clips: int, tuned: bool,
     session, _ = onnx_session(onnx_path)
     t = model.config.n_segment
     data = synthetic_batch(model.config, batch_clips, seed)
-    big, small = data["big"], data["small"]
+    big, small = np.asarray(device_big(data)), data["small"]  # standardized float32, as the exported file takes
     forward = Forward(model, tuned=tuned)
     jax_batch = forward.compile(variables, big, small)
     jax_clip = forward.compile(variables, big[:t], small[:t])
