@@ -265,14 +265,4 @@ class WindowStream:
                                                            start_frame=self.starts[self.seen]))
 
 
-def window_estimates(model: BigSmall, variables, crops_u8: np.ndarray, fps: float, window_s: float,
-                     stride_s: float, source: str = "<video>", forward=None) -> list[WindowEstimate]:
-    """Estimates of every window of a video's (T, B, B, 3) uint8 face crops (`window_bounds`); `forward` as
-    in `WindowModel`."""
-    stream = WindowStream(model, variables, len(crops_u8), fps, window_s, stride_s, source, forward)
-    stream.push(crops_u8)
-    return stream.estimates
-
-
-__all__ = ["AU_THRESHOLD", "FrameBuffer", "WindowEstimate", "WindowModel", "WindowStream", "window_bounds",
-           "window_estimates"]
+__all__ = ["AU_THRESHOLD", "FrameBuffer", "WindowEstimate", "WindowModel", "WindowStream", "window_bounds"]
