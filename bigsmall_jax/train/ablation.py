@@ -86,25 +86,27 @@ def _literal(value: Any) -> str:
     return repr(tuple(value)) if isinstance(value, list | tuple) else repr(value)
 
 
-def variant_overrides(variant: str, base) -> list[str]:
-    """The overrides that turn config `base` into a run of `variant` (a `NAMED_VARIANTS` name).
+def variant_overrides(variant: str, base) -> tuple[list[str], list[str]]:
+    """The overrides that turn config `base` into a run of `variant` (a `NAMED_VARIANTS` name), as
+    (model overrides, loss overrides).
 
     The model section becomes the variant's fields (keeping `base`'s ``n_segment`` and ``dtype``); only the
     fields that differ from `base` are written. A model without an AU head gets no AU pos_weight, and a
     single-task model's task loss starts at step 0 (a curriculum that delays a task only makes sense beside
-    another task).
+    another task): these loss overrides go after the user's, which they correct for this variant.
     """
     model = base.model.to_dict()
     fields = named_config(variant, n_segment=model["n_segment"], dtype=model["dtype"]).to_dict()
-    out = [f"model.{k}={_literal(v)}" for k, v in fields.items() if _literal(model.get(k)) != _literal(v)]
+    model_out = [f"model.{k}={_literal(v)}" for k, v in fields.items() if _literal(model.get(k)) != _literal(v)]
     mc = ModelConfig(**fields)
+    loss_out = []
     if not mc.n_au and len(base.loss.au_pos_weight):
-        out.append("loss.au_pos_weight=()")
+        loss_out.append("loss.au_pos_weight=()")
     if len(mc.heads) == 1:
         task = mc.heads[0][0]
         if base.loss[f"{task}_start"] != 0:
-            out.append(f"loss.{task}_start=0.0")
-    return out
+            loss_out.append(f"loss.{task}_start=0.0")
+    return model_out, loss_out
 
 
 def plan_runs(variants: Sequence[str], seeds: int, config_name: str | None, overrides: Sequence[str],
@@ -125,13 +127,14 @@ def plan_runs(variants: Sequence[str], seeds: int, config_name: str | None, over
     if not names or len(set(names)) != len(names):
         raise UserError(f"--variants must name at least one variant, each once; got {', '.join(variants)}")
     config_arg = config_name or DEFAULT_CONFIG
-    apply_overrides(load_config(config_arg), overrides)  # a bad key fails once, here
+    base = apply_overrides(load_config(config_arg), overrides)  # a bad key fails once, here
     specs = []
     for name in names:
-        own = variant_overrides(name, load_config(config_arg))
+        model_own, loss_own = variant_overrides(name, base)
         for seed in range(seeds):
             run_dir = Path(workdir) / name / f"seed{seed}"
-            argv = ("--config", config_arg, "--workdir", str(run_dir), *own, *overrides, f"seed={seed}")
+            argv = ("--config", config_arg, "--workdir", str(run_dir), *model_own, *overrides, *loss_own,
+                    f"seed={seed}")
             specs.append(RunSpec(name, seed, run_dir, argv))
             try:
                 validate_config(run_config(specs[-1]))

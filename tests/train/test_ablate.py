@@ -24,7 +24,8 @@ def _no_cpu_presets(monkeypatch):
 def _argv(workdir, data_dir, builder, *extra):
     return ["--variants", ",".join(VARIANTS), "--seeds", "2", "--workdir", str(workdir), "--speed-batch", "1",
             "--speed-repeats", "1", *tiny_overrides(data_dir, builder, "train.num_epochs=1",
-                                                    "train.steps_per_epoch=2", *extra)]
+                                                    "train.steps_per_epoch=2", "loss.bvp_start=0.5",
+                                                    *extra)]
 
 
 def test_ablation_trains_each_run_once_and_tabulates_mean_and_std(tiny_synthetic_dataset, tmp_path, capsys,
@@ -60,7 +61,9 @@ def test_ablation_trains_each_run_once_and_tabulates_mean_and_std(tiny_synthetic
     bidir, small = table["variants"]["bigsmall_bidir"], table["variants"]["small_bvp"]
     assert {"au_f1_mean", "hr_mae", "rr_mae"} <= set(bidir["metrics"])
     assert "au_f1_mean" not in small["metrics"] and "hr_mae" in small["metrics"]
+    # A single-task model trains its task from step 0, whatever curriculum the other variants are given.
     assert json.loads((workdir / "small_bvp" / "seed0" / "config.json").read_text())["loss"]["bvp_start"] == 0.0
+    assert json.loads((workdir / "bigsmall_bidir" / "seed0" / "config.json").read_text())["loss"]["bvp_start"] == 0.5
     assert "| bigsmall_bidir (2 seeds) |" in printed and "| small_bvp (2 seeds) |" in printed
     assert (workdir / "ablation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
