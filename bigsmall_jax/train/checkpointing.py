@@ -49,6 +49,7 @@ def restore_train_checkpoint(manager, target_host) -> tuple[Any, dict] | None:
     hint = (f"; delete it to resume from step {max(earlier)}" if earlier else
             "; delete it (and the workdir's other files) to start again")
     with model_dir.orbax_errors(manager.directory / str(step), "cannot restore the training checkpoint", hint):
+        model_dir.read_every_value(manager.directory / str(step) / "state")
         restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target_host),
                                                                  progress=ocp.args.JsonRestore()))
     progress = dict(restored["progress"])

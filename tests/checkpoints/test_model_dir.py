@@ -5,6 +5,7 @@ import shutil
 from pathlib import Path
 
 import jax
+import numpy as np
 import pytest
 
 from bigsmall_jax import load_checkpoint
@@ -94,3 +95,20 @@ def test_truncated_variables_are_one_error_naming_them(resp_ckpt, tmp_path):
         load_checkpoint(ckpt)
     assert str(err.value).startswith(f"{ckpt / 'variables'}: cannot restore the variables")
     assert "tensorstore_spec" not in str(err.value) and len(str(err.value)) < 400
+
+
+def test_every_value_is_read_before_a_restore(resp_ckpt, tmp_path):
+    """`read_every_value` reads the whole item synchronously: all of it when intact (at least the float32
+    parameters, which compress little), one exception naming the damaged file otherwise."""
+    from bigsmall_jax.checkpoints.model_dir import read_every_value
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(resp_ckpt, ckpt)
+    _, variables = load_checkpoint(ckpt)
+    n_bytes = sum(np.asarray(v).nbytes for v in jax.tree_util.tree_leaves(variables))
+    assert read_every_value(ckpt / "variables") >= 0.5 * n_bytes
+    assert read_every_value(tmp_path) == 0  # no OCDBT manifest: left to the restore
+    for f in (ckpt / "variables").rglob("d/*"):
+        f.write_bytes(f.read_bytes()[:10])
+    with pytest.raises(ValueError, match=rf"local file \"{ckpt / 'variables'}/d/\w+\": .* not valid"):
+        read_every_value(ckpt / "variables")
