@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from bigsmall_jax.benchmark.models import synthetic_batch
 from bigsmall_jax.benchmark.peak import describe_device, device_info, load_average, time_interleaved
-from bigsmall_jax.datasets.input_pipeline import device_big
+from bigsmall_jax.datasets.device_batch import device_big
 from bigsmall_jax.export import export_model, onnx_session
 from bigsmall_jax.export.onnx_format import optional_module
 from bigsmall_jax.model import SINGLE_TASK_VARIANTS, abstract_variables, build_model, count_params, named_config

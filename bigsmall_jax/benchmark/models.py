@@ -14,6 +14,7 @@ import optax
 from tqdm import tqdm
 
 from bigsmall_jax.benchmark.peak import matmul_peak_fn, time_interleaved
+from bigsmall_jax.datasets.device_batch import is_packed, pack_batch
 from bigsmall_jax.datasets.preprocess import standardize_big
 from bigsmall_jax.datasets.recording import BP4D_AU_POS_WEIGHT
 from bigsmall_jax.errors import UserError
@@ -90,13 +91,18 @@ class TrainStepBench:
     compile_s: float
 
     def dispatch(self, batch: Mapping[str, np.ndarray] | None = None) -> dict[str, jax.Array]:
-        """Starts one step on `batch` (host arrays shaped by `bigsmall_jax.train.parallel.shard_batch`, copied
-        to the devices first, as pmap would; keys the step does not read, e.g. "record_index", are left out;
-        default: the resident batch); returns its metrics, (n_devices,) each, without waiting."""
+        """Starts one step on `batch` (default: the resident batch); returns its metrics, (n_devices,) each,
+        without waiting.
+
+        `batch` is a loader batch of host arrays (packed, split over the devices and copied as the trainer
+        sends it: `device_batch.pack_batch`, `shard_batch`), or a packed batch already split over the devices
+        (`train.parallel.prefetch_to_devices`'s)."""
         if batch is None:
             batch = self.batch
         else:
-            batch = put_sharded({k: batch[k] for k in self.batch}, jax.local_devices()[: self.n_devices])
+            if not is_packed(batch):
+                batch = shard_batch(pack_batch(batch), self.n_devices, self.model.config.n_segment)
+            batch = put_sharded(batch, jax.local_devices()[: self.n_devices])
         self.state, metrics = self.compiled(self.state, batch)
         return metrics
 
@@ -123,8 +129,8 @@ def make_train_step_bench(model: BigSmall, batch_clips: int, seed: int = 0, lr: 
                               au_pos_weight=pos_weight)
     p_step = jax.pmap(step_fn, axis_name=AXIS, donate_argnums=(0,))
     state = replicate(create_train_state(model, tx, seed), devices)
-    host = shard_batch(synthetic_batch(config, batch_clips, seed, big_first_only=model.big_per_clip), len(devices),
-                       config.n_segment)
+    host = shard_batch(pack_batch(synthetic_batch(config, batch_clips, seed, big_first_only=model.big_per_clip)),
+                       len(devices), config.n_segment)
     batch = put_sharded(host, devices)
     start = time.perf_counter()
     lowered = p_step.lower(state, batch)

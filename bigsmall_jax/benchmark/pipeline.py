@@ -16,6 +16,7 @@ from tqdm import tqdm
 from bigsmall_jax.benchmark.models import TrainStepBench
 from bigsmall_jax.datasets import tfds_builders
 from bigsmall_jax.datasets.columns import open_columns
+from bigsmall_jax.datasets.device_batch import pack_batch
 from bigsmall_jax.datasets.input_pipeline import (
     ClipBatches,
     absl_flags_parsed,
@@ -67,7 +68,8 @@ def stage_rates(source, *, batch_clips: int, big_first_only: bool, worker_count:
     `input_pipeline.read_raw` + `input_pipeline.decode_examples`: paid once per split when the columns are
     built, and per batch without them), ``batch`` (grain's loader handing out batches already in memory, with
     `worker_count` workers: its sampler, iterator and worker transport alone), ``transfer`` (host batch ->
-    devices, `train.parallel.shard_batch` + ``jax.device_put``, waited for). ``delivered`` is the whole
+    devices as the trainer sends it: `device_batch.pack_batch`, `train.parallel.shard_batch`,
+    ``jax.device_put``, waited for). ``delivered`` is the whole
     pipeline as the trainer runs it (`input_pipeline.make_loader` -> `train.parallel.prefetch_to_devices`),
     with no step. The bottleneck is the slowest of the stages run every epoch (read, batch, transfer).
 
@@ -105,15 +107,15 @@ def stage_rates(source, *, batch_clips: int, big_first_only: bool, worker_count:
     t = layout[0]
     start = time.perf_counter()
     for batch in gathered:
-        jax.block_until_ready(put_sharded(shard_batch(batch, len(devices), t), devices))
+        jax.block_until_ready(put_sharded(shard_batch(pack_batch(batch), len(devices), t), devices))
     transfer_s = time.perf_counter() - start
     loader = make_loader(source, batch_clips=batch_clips, shuffle=True, seed=seed + 1, num_epochs=passes,
                          worker_count=worker_count, shard_by_process=False, big_first_only=big_first_only)
     start = time.perf_counter()
     delivered = 0
-    for batch, _ in prefetch_to_devices(iter(loader), t, devices=devices):
+    for batch, _ in prefetch_to_devices(iter(loader), t, devices=devices, pack=pack_batch):
         jax.block_until_ready(batch)
-        delivered += batch["small"].shape[0] * batch["small"].shape[1] // t
+        delivered += batch["frames"].shape[0] * batch["frames"].shape[1] // t
     delivered_s = time.perf_counter() - start
     rates = {"read": _clips_per_s(clips, read_s), "decode": _clips_per_s(clips, decode_s),
              "batch": batches_per_s * batch_clips, "transfer": _clips_per_s(clips, transfer_s)}
@@ -140,7 +142,7 @@ def epoch_with_loader(train: TrainStepBench, batches: Iterable[Mapping[str, np.n
     start = time.perf_counter()
     behind = OneBehind(jax.device_get)
     devices = jax.local_devices()[: train.n_devices]
-    for batch, _ in prefetch_to_devices(iter(batches), t, devices=devices):
+    for batch, _ in prefetch_to_devices(iter(batches), t, devices=devices, pack=pack_batch):
         behind.push(train.dispatch(batch))
     behind.flush()
     return time.perf_counter() - start
@@ -148,10 +150,9 @@ def epoch_with_loader(train: TrainStepBench, batches: Iterable[Mapping[str, np.n
 
 def epoch_synchronous(train: TrainStepBench, batches: Iterable[Mapping[str, np.ndarray]]) -> float:
     """Seconds of host batch -> devices -> step -> its metrics fetched, one step after the other."""
-    t = train.model.config.n_segment
     start = time.perf_counter()
     for batch in batches:
-        train.run(shard_batch(batch, train.n_devices, t))
+        train.run(batch)
     return time.perf_counter() - start
 
 

@@ -26,7 +26,7 @@ with their video's statistics; the device standardizes them inside the jitted st
   ============ ======================= ================================================================
 
 BigSmall with Big downsampling then sends about 66 KB per clip to the devices instead of 750 KB of
-standardized float32 frames (`batch_bytes_per_clip`).
+standardized float32 frames (`batch_bytes_per_clip`), as three arrays (`bigsmall_jax.datasets.device_batch`).
 
 Missing labels are 0 *and* masked (never NaN) so that a masked loss has finite gradients.
 
@@ -48,6 +48,7 @@ import numpy as np
 from absl import flags
 
 from bigsmall_jax.datasets.columns import open_columns
+from bigsmall_jax.datasets.device_batch import device_big, pack_batch
 from bigsmall_jax.datasets.preprocess import standardize_big
 from bigsmall_jax.errors import UserError
 
@@ -370,32 +371,6 @@ def make_loader(
                             worker_buffer_size=int(worker_buffer_size))
 
 
-def device_big(batch, dtype=None):
-    """The standardized Big input from a batch's uint8 frames, on the device (inside the jitted step).
-
-    ``(big - mean) / std`` in float32 with the video's statistics, 0 where std is 0: the same float32
-    arithmetic as `bigsmall_jax.datasets.preprocess.standardize_big` on the host (tested equal).
-
-    Args:
-      batch: "big" (R, B, B, 3) uint8 and "big_mean", "big_std" (R,) float32; a float "big" (already
-        standardized) is returned as it is.
-      dtype: the result's dtype (default float32).
-
-    Returns:
-      (R, B, B, 3) jax array.
-    """
-    import jax.numpy as jnp  # noqa: PLC0415 (the host half of this module needs no JAX)
-
-    big = batch["big"]
-    if big.dtype != jnp.uint8:
-        return big if dtype is None else big.astype(dtype)
-    mean = batch["big_mean"].astype(jnp.float32)[:, None, None, None]
-    std = batch["big_std"].astype(jnp.float32)[:, None, None, None]
-    out = (big.astype(jnp.float32) - mean) / std
-    out = jnp.where(jnp.isfinite(out), out, jnp.float32(0.0))
-    return out if dtype is None else out.astype(dtype)
-
-
 def absl_flags_parsed() -> None:
     """grain 0.2.18's worker processes read an absl flag, which fails unless absl parsed the command line
     (google/grain#1355, fixed after 0.2.18): without ``absl.app``, mark the flags parsed (their defaults)."""
@@ -507,5 +482,6 @@ def iter_videos(data_source, *, standardize: bool = True, block: int = 64) -> It
 
 __all__ = [
     "ClipBatches", "IndexedSource", "Video", "batch_bytes_per_clip", "clip_to_model", "decode_examples", "device_big",
-    "flatten_clips", "iter_videos", "iterator_state", "make_loader", "read_raw", "restore_iterator", "shard_range",
+    "flatten_clips", "iter_videos", "iterator_state", "make_loader", "pack_batch", "read_raw", "restore_iterator",
+    "shard_range",
 ]

@@ -26,7 +26,8 @@ from jax.experimental import multihost_utils
 from tqdm import tqdm
 
 from bigsmall_jax.datasets import tfds_builders
-from bigsmall_jax.datasets.input_pipeline import device_big, make_loader, restore_iterator
+from bigsmall_jax.datasets.device_batch import device_big, pack_batch
+from bigsmall_jax.datasets.input_pipeline import make_loader, restore_iterator
 from bigsmall_jax.errors import UserError
 from bigsmall_jax.evaluation import evaluate
 from bigsmall_jax.files import write_json_atomic
@@ -300,7 +301,7 @@ def _train_epoch(run: _Run, recorder: _LoopRecorder, state, progress: dict[str, 
     epoch_end = (epoch + 1) * run.steps_per_epoch
     # The next batches are copied to the devices while the current step runs; each comes with the loader
     # position to checkpoint once it has been trained on.
-    batches = prefetch_to_devices(_epoch_iterator(run, epoch, iterator_state), run.mc.n_segment)
+    batches = prefetch_to_devices(_epoch_iterator(run, epoch, iterator_state), run.mc.n_segment, pack=pack_batch)
     while step < epoch_end:
         if 0 <= hooks.stop_after_steps <= step:
             behind.flush()

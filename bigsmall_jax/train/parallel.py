@@ -58,10 +58,10 @@ def shard_batch(batch: Mapping[str, np.ndarray], num_local_devices: int, n_segme
 
     Device d gets clips [d*n/D, (d+1)*n/D) of the batch, in order. Arrays with fewer rows per clip (the
     loader's Big frames and their statistics, one row per clip with Big downsampling) are split by the
-    same clips; the clip count comes from "small" (or, without it, from the first array).
+    same clips; the clip count comes from "small" (a packed batch's "frames"; else the first array).
     """
     arrays = {k: np.asarray(v) for k, v in batch.items()}
-    reference = arrays.get("small", next(iter(arrays.values())))
+    reference = arrays.get("small", arrays.get("frames", next(iter(arrays.values()))))
     frames = reference.shape[0]
     if frames % n_segment or (frames // n_segment) % num_local_devices:
         raise UserError(f"a batch of {frames} frames ({frames / n_segment:g} clips of {n_segment}) cannot be "
@@ -76,7 +76,9 @@ def shard_batch(batch: Mapping[str, np.ndarray], num_local_devices: int, n_segme
 
 
 def prefetch_to_devices(batches: Iterator[Mapping[str, np.ndarray]], n_segment: int, size: int = 2,
-                        devices: Sequence | None = None) -> Iterator[tuple[dict[str, jax.Array], Any]]:
+                        devices: Sequence | None = None,
+                        pack: Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]] | None = None,
+                        ) -> Iterator[tuple[dict[str, jax.Array], Any]]:
     """Host batches -> (device batch, the iterator's position after it), `size` batches ahead.
 
     Each batch is split by clips over the local devices (`shard_batch`) and sent with ``jax.device_put``,
@@ -89,6 +91,8 @@ def prefetch_to_devices(batches: Iterator[Mapping[str, np.ndarray]], n_segment: 
       n_segment: frames per clip.
       size: batches on the devices ahead of the one being used (>= 1).
       devices: the local devices (default ``jax.local_devices()``).
+      pack: applied to each host batch before it is sent (the trainer's
+        `bigsmall_jax.datasets.device_batch.pack_batch`: three arrays instead of a dozen).
     """
     devices = list(devices or jax.local_devices())
     get_state = getattr(batches, "get_state", None)
@@ -99,6 +103,8 @@ def prefetch_to_devices(batches: Iterator[Mapping[str, np.ndarray]], n_segment: 
             batch = next(batches)
         except StopIteration:
             return False
+        if pack is not None:
+            batch = pack(batch)
         queue.append((put_sharded(shard_batch(batch, len(devices), n_segment), devices),
                       get_state() if get_state is not None else None))
         return True

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from bigsmall_jax.datasets.input_pipeline import device_big
+from bigsmall_jax.datasets.device_batch import device_big, is_packed, unpack_batch
 from bigsmall_jax.model import BigSmall
 from bigsmall_jax.train import losses as losses_lib
 from bigsmall_jax.train import optim as optim_lib
@@ -101,8 +101,10 @@ def make_train_step(model: BigSmall, schedule: optax.Schedule, *, seed: int, tas
       ``step(state, batch) -> (state, metrics)``. ``batch`` holds this device's frames: "big"
       (n*T or n, 144, 144, 3), float32 standardized or uint8 with "big_mean", "big_std" (`device_big`),
       "small" (n*T, 9, 9, 3), labels "au" (n*T, 12), "bvp", "resp" (n*T,), optional masks "au_mask",
-      "bvp_mask", "resp_mask", "frame_mask". ``metrics``: global "loss" (weighted total, with the weights of
-      this step), "loss_<task>" (unweighted means), "grad_norm", "lr", identical on every device.
+      "bvp_mask", "resp_mask", "frame_mask"; or those packed into three arrays
+      (`bigsmall_jax.datasets.device_batch.pack_batch`, as the trainer sends them). ``metrics``: global
+      "loss" (weighted total, with the weights of this step), "loss_<task>" (unweighted means), "grad_norm",
+      "lr", identical on every device.
     """
     base_key = jax.random.PRNGKey(seed)
     pos_weight = None if au_pos_weight is None or len(au_pos_weight) == 0 else jnp.asarray(au_pos_weight, jnp.float32)
@@ -112,6 +114,8 @@ def make_train_step(model: BigSmall, schedule: optax.Schedule, *, seed: int, tas
     forward = _make_forward(model, per_clip_dropout, axis_name)
 
     def step(state: TrainState, batch: Mapping[str, jax.Array]):
+        if is_packed(batch):
+            batch = unpack_batch(batch, model.config.small_size)
         weights = {h: base_weights[h] * (state.step >= starts[h]) if starts[h] > 0 else base_weights[h]
                    for h in heads}
         step_key = jax.random.fold_in(base_key, state.step + 1)

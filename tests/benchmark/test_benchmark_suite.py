@@ -174,7 +174,7 @@ def test_epoch_with_loader_fetches_each_step_after_the_next_is_dispatched(monkey
             events.append(("dispatch", batch["i"]))
             return {"loss": batch["i"]}
 
-    monkeypatch.setattr(pipeline, "prefetch_to_devices", lambda batches, t, devices: ((b, None) for b in batches))
+    monkeypatch.setattr(pipeline, "prefetch_to_devices", lambda batches, t, devices, pack: ((b, None) for b in batches))
     monkeypatch.setattr(pipeline.jax, "device_get", lambda m: events.append(("fetch", m["loss"])))
     seconds = pipeline.epoch_with_loader(FakeTrain(), [{"i": i} for i in range(3)])
     assert seconds >= 0
