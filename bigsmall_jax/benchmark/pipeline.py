@@ -36,6 +36,10 @@ PIPELINE_SYNTHETIC: dict[str, Any] = dict(n_subjects=6, videos_per_subject=2, du
 QUICK_PIPELINE_SYNTHETIC: dict[str, Any] = dict(n_subjects=4, videos_per_subject=1, duration_s=2.0, fps=25.0,
                                                 frame_size=48, seed=0)
 
+# Batch sizes (clips) at which the pipeline's delivered rate is also measured: what an accelerator trains with
+# (the accelerator check uses 256); per-batch costs weigh less as batches grow.
+ACCELERATOR_BATCHES: tuple[int, ...] = (64, 256)
+
 # epoch -> that epoch's batches (host arrays, `batch_clips` clips each), shuffled with a seed of its own.
 EpochLoader = Callable[[int], Iterable[Mapping[str, np.ndarray]]]
 
@@ -71,11 +75,13 @@ def stage_rates(source, *, batch_clips: int, big_first_only: bool, worker_count:
     devices as the trainer sends it: `device_batch.pack_batch`, `train.parallel.shard_batch`,
     ``jax.device_put``, waited for). ``delivered`` is the whole
     pipeline as the trainer runs it (`input_pipeline.make_loader` -> `train.parallel.prefetch_to_devices`),
-    with no step. The bottleneck is the slowest of the stages run every epoch (read, batch, transfer).
+    with no step, at `batch_clips` and at the larger `ACCELERATOR_BATCHES` the split can fill. The bottleneck is
+    the slowest of the stages run every epoch (read, batch, transfer).
 
     Returns:
       {"stage_clips_per_s": {stage: clips/s}, "stage_steps_per_s": {stage: batches/s}, "bottleneck",
-      "delivered_clips_per_s", "bytes_per_clip" (host -> device), "columns_build_s", "big_first_only"}.
+      "delivered_clips_per_s", "delivered_clips_per_s_by_batch" ({batch clips: clips/s}), "bytes_per_clip"
+      (host -> device), "columns_build_s", "big_first_only"}.
     """
     devices = list(devices or jax.local_devices())
     layout = tfds_example_layout(source)
@@ -109,22 +115,40 @@ def stage_rates(source, *, batch_clips: int, big_first_only: bool, worker_count:
     for batch in gathered:
         jax.block_until_ready(put_sharded(shard_batch(pack_batch(batch), len(devices), t), devices))
     transfer_s = time.perf_counter() - start
-    loader = make_loader(source, batch_clips=batch_clips, shuffle=True, seed=seed + 1, num_epochs=passes,
-                         worker_count=worker_count, shard_by_process=False, big_first_only=big_first_only)
-    start = time.perf_counter()
-    delivered = 0
-    for batch, _ in prefetch_to_devices(iter(loader), t, devices=devices, pack=pack_batch):
-        jax.block_until_ready(batch)
-        delivered += batch["frames"].shape[0] * batch["frames"].shape[1] // t
-    delivered_s = time.perf_counter() - start
+    delivered, sent = delivered_rate(source, batch_clips=batch_clips, big_first_only=big_first_only,
+                                     worker_count=worker_count, seed=seed + 1, passes=passes, devices=devices)
+    by_batch = {str(b): delivered_rate(source, batch_clips=b, big_first_only=big_first_only, worker_count=worker_count,
+                                       seed=seed + 1, passes=passes, devices=devices)[0]
+                for b in ACCELERATOR_BATCHES if b != batch_clips and b <= len(source)}
     rates = {"read": _clips_per_s(clips, read_s), "decode": _clips_per_s(clips, decode_s),
              "batch": batches_per_s * batch_clips, "transfer": _clips_per_s(clips, transfer_s)}
     every_epoch = {k: rates[k] for k in ("read", "batch", "transfer")}
     return {"stage_clips_per_s": rates, "stage_steps_per_s": {k: v / batch_clips for k, v in rates.items()},
             "bottleneck": min(every_epoch, key=every_epoch.get),
-            "delivered_clips_per_s": _clips_per_s(delivered, delivered_s),
-            "bytes_per_clip": batch_bytes_per_clip(batch, batch_clips),  # the last batch sent, as the trainer sends it
+            "delivered_clips_per_s": delivered, "delivered_clips_per_s_by_batch": {str(batch_clips): delivered,
+                                                                                   **by_batch},
+            "bytes_per_clip": batch_bytes_per_clip(sent, batch_clips),  # a batch as the trainer sends it
             "columns_build_s": build_s, "big_first_only": big_first_only}
+
+
+def delivered_rate(source, *, batch_clips: int, big_first_only: bool, worker_count: int, seed: int, passes: int,
+                   devices: Sequence, min_batches: int = 40) -> tuple[float, Any]:
+    """(clips/s, the last batch) of the whole pipeline as the trainer runs it (`input_pipeline.make_loader` ->
+    `train.parallel.prefetch_to_devices`, packed), each batch waited for, no step; at least `passes` epochs
+    and `min_batches` batches, after one untimed batch."""
+    t = tfds_example_layout(source)[0]
+    epochs = max(passes, -(-min_batches * batch_clips // len(source)))
+    loader = make_loader(source, batch_clips=batch_clips, shuffle=True, seed=seed, num_epochs=epochs,
+                         worker_count=worker_count, shard_by_process=False, big_first_only=big_first_only)
+    batches = prefetch_to_devices(iter(loader), t, devices=devices, pack=pack_batch)
+    batch, _ = next(batches)
+    jax.block_until_ready(batch)
+    start = time.perf_counter()
+    delivered = 0
+    for batch, _ in batches:
+        jax.block_until_ready(batch)
+        delivered += batch["frames"].shape[0] * batch["frames"].shape[1] // t
+    return _clips_per_s(delivered, time.perf_counter() - start), batch
 
 
 def count_batches(batches: Iterable[Any]) -> tuple[int, float]:

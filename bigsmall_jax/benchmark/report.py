@@ -36,7 +36,9 @@ def _profile_lines(profile: Mapping[str, Any]) -> list[str]:
 def _pipeline_line(pipe: Mapping[str, Any]) -> str:
     """The input pipeline's stage rates, bottleneck, bytes per clip and overheads."""
     stages = ", ".join(f"{k} {v:,.0f}" for k, v in pipe["stage_clips_per_s"].items())
-    return (f"input pipeline: delivers {pipe['delivered_clips_per_s']:,.0f} clips/s to the devices "
+    by_batch = pipe.get("delivered_clips_per_s_by_batch") or {str(pipe["batch_clips"]): pipe["delivered_clips_per_s"]}
+    delivered = ", ".join(f"{v:,.0f} clips/s in {k}-clip batches" for k, v in by_batch.items())
+    return (f"input pipeline: delivers {delivered} to the devices "
             f"({pipe['bytes_per_clip'] / 1e3:.1f} KB/clip); stages alone, clips/s: {stages}; bottleneck "
             f"{pipe['bottleneck']}\n"
             f"  epoch {pipe['epoch_s']:.2f} s vs step only {pipe['step_only_s']:.2f} s "

@@ -58,6 +58,8 @@ def test_quick_run_has_every_field(quick_run, capsys):
     rates = pipe["stage_clips_per_s"]
     assert set(rates) == {"read", "decode", "batch", "transfer"} and all(v > 0 for v in rates.values())
     assert pipe["bottleneck"] == min(("read", "batch", "transfer"), key=rates.get)
+    by_batch = pipe["delivered_clips_per_s_by_batch"]  # the quick dataset is too small for accelerator batches
+    assert by_batch == {str(pipe["batch_clips"]): pipe["delivered_clips_per_s"]}
     # BigSmall reads one Big frame per clip: one uint8 frame, 3 Small frames and the labels go to the device.
     assert pipe["big_first_only"]
     frame_u8, small = 144 * 144 * 3, 3 * 9 * 9 * 3 * 4
