@@ -34,21 +34,11 @@ from bigsmall_jax.datasets.recording import AU_NAMES, Recording
 from bigsmall_jax.synthetic import head, skin, waveforms
 from bigsmall_jax.synthetic.appearance import subject_params, video_params
 from bigsmall_jax.synthetic.aus import AuInputs, draw_aus
-from bigsmall_jax.synthetic.config import SubjectParams, SyntheticConfig, VideoParams, recording_name, rng, subject_id
+from bigsmall_jax.synthetic.config import SubjectParams, SyntheticConfig, VideoParams, rng
 from bigsmall_jax.synthetic.drawing import Canvas, coverage, ellipse_sd, face_grid, sample, smooth_texture
+from bigsmall_jax.synthetic.recordings import synthetic_recording
 from bigsmall_jax.synthetic.render import gaussian_noise
-from bigsmall_jax.synthetic.scene import (
-    FaceLook,
-    blink_delta,
-    body_flows,
-    face_box,
-    paint_body,
-    paint_brows,
-    paint_eye,
-    paint_face_and_hair,
-    paint_lips,
-    paint_nose,
-)
+from bigsmall_jax.synthetic.scene import FaceLook, blink_delta, body_flows, face_box, paint_subject
 
 N_AU = len(AU_NAMES)
 # Albedo deltas: 12 AUs (recolours), pulse, pulse delay term, blink, open mouth (talking).
@@ -248,12 +238,7 @@ def build_physical_scene(sp: SubjectParams, ident: Identity, vp: VideoParams, fr
     look = _neutral_look(sp, ident, grid, size)
     flat = dataclasses.replace(vp, light_dir=(0.0, 0.0, 1.0))
     canvas = Canvas(size)
-    paint_body(canvas, sp, flat, grid, look)
-    paint_face_and_hair(canvas, sp, grid, look)
-    paint_brows(canvas, sp, grid, look)
-    eye_open = np.clip(sum(paint_eye(canvas, sp, grid, look, s) for s in (-1.0, 1.0)), 0.0, 1.0)
-    paint_nose(canvas, sp, flat, grid)
-    lips, mouth_v = paint_lips(canvas, sp, grid, look)
+    eye_open, lips, mouth_v = paint_subject(canvas, sp, flat, grid, look)
     beard = _paint_beard(canvas, sp, ident, grid, look) if ident.beard > 0 else np.zeros_like(grid.u)
     base_no_glasses = canvas.rgb.copy()
     lenses = _paint_glasses(canvas, sp, grid) if ident.glasses else np.zeros_like(grid.u)
@@ -549,10 +534,5 @@ def generate_physical(subject_index: int, video_index: int, config: SyntheticCon
     scene = build_physical_scene(sp, ident, vp, config.frame_size, config.au_strength,
                                  rng(config.seed, subject_index, video_index, 8))
     frames = render_physical(scene, sig, light, config.blood_pulse, rng(config.seed, subject_index, video_index, 4))
-    name = recording_name(subject_index, video_index)
-    return Recording(
-        name=name, subject=subject_id(subject_index), frames=frames, fps=float(config.fps),
-        bvp=sig.bvp.astype(np.float32), resp=sig.resp.astype(np.float32),
-        au=waveforms.au_labels(sig.au_intensity), hr_bpm=sig.hr_bpm.astype(np.float32),
-        rr_bpm=sig.rr_bpm.astype(np.float32), source=f"synthetic:{name}(seed={config.seed},physical)",
-        face_box=scene.face_box, extra={"beat_times_s": sig.beat_times_s.astype(np.float64)})
+    return synthetic_recording(subject_index, video_index, config, frames, sig, scene.face_box, style="physical",
+                               extra={"beat_times_s": sig.beat_times_s.astype(np.float64)})

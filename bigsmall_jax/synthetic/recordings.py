@@ -94,13 +94,29 @@ def generate_recording(subject_index: int, video_index: int, config: SyntheticCo
     frames = render_frames(scene, delta_w, flow_w, signals.light, video.noise_std,
                            rng(config.seed, subject_index, video_index, 4),
                            config.jpeg_quality if config.compression else None)
+    return synthetic_recording(subject_index, video_index, config, frames, signals, scene.face_box)
+
+
+def synthetic_recording(subject_index: int, video_index: int, config: SyntheticConfig, frames: np.ndarray, signals,
+                        face_box, style: str = "", extra: dict[str, np.ndarray] | None = None) -> Recording:
+    """The `Recording` of rendered synthetic frames and the signals they were rendered from.
+
+    Args:
+      frames: (T, S, S, 3) uint8.
+      signals: the video's signals: ``bvp``, ``resp``, ``hr_bpm``, ``rr_bpm`` (T,) and ``au_intensity``
+        (T, 12) (either style's).
+      face_box: (x, y, w, h) of the face in the frames.
+      style: named in the recording's ``source`` when not the default style.
+      extra: further per-video arrays (`Recording.extra`).
+    """
     name = recording_name(subject_index, video_index)
+    tag = f",{style}" if style else ""
     return Recording(
         name=name, subject=subject_id(subject_index), frames=frames, fps=float(config.fps),
         bvp=signals.bvp.astype(np.float32), resp=signals.resp.astype(np.float32),
         au=waveforms.au_labels(signals.au_intensity), hr_bpm=signals.hr_bpm.astype(np.float32),
-        rr_bpm=signals.rr_bpm.astype(np.float32), source=f"synthetic:{name}(seed={config.seed})",
-        face_box=scene.face_box,
+        rr_bpm=signals.rr_bpm.astype(np.float32), source=f"synthetic:{name}(seed={config.seed}{tag})",
+        face_box=face_box, extra=dict(extra or {}),
     )
 
 

@@ -266,18 +266,29 @@ def face_box(grid: FaceGrid) -> tuple[int, int, int, int]:
     return (int(round(grid.cx - side / 2.0)), int(round(box_cy - side / 2.0)), side, side)
 
 
-def build_scene(subject: SubjectParams, video: VideoParams, frame_size: int, au_strength: float = 1.0) -> Scene:
-    """Draws the canonical subject and precomputes the per-video delta images and displacement fields."""
-    sp, vp, size = subject, video, int(frame_size)
-    grid = face_grid(vp, size)
-    look = face_look(sp, vp, grid)
-    canvas = Canvas(size)
+def paint_subject(canvas: Canvas, sp: SubjectParams, vp: VideoParams, grid: FaceGrid, look: FaceLook
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Paints the subject, back to front: body, face and hair, brows, both eyes, nose, lips.
+
+    Returns:
+      (eye openness, lips coverage, v of the mouth line), each (S, S).
+    """
     paint_body(canvas, sp, vp, grid, look)
     paint_face_and_hair(canvas, sp, grid, look)
     paint_brows(canvas, sp, grid, look)
     eye_open = np.clip(sum(paint_eye(canvas, sp, grid, look, side) for side in (-1.0, 1.0)), 0.0, 1.0)
     paint_nose(canvas, sp, vp, grid)
     lips, mouth_v = paint_lips(canvas, sp, grid, look)
+    return eye_open, lips, mouth_v
+
+
+def build_scene(subject: SubjectParams, video: VideoParams, frame_size: int, au_strength: float = 1.0) -> Scene:
+    """Draws the canonical subject and precomputes the per-video delta images and displacement fields."""
+    sp, vp, size = subject, video, int(frame_size)
+    grid = face_grid(vp, size)
+    look = face_look(sp, vp, grid)
+    canvas = Canvas(size)
+    eye_open, lips, mouth_v = paint_subject(canvas, sp, vp, grid, look)
     base, alpha, skin_map = canvas.rgb, canvas.alpha, canvas.skin
 
     n_au = len(AU_NAMES)
