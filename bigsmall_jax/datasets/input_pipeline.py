@@ -7,7 +7,8 @@ from them, with no per-clip Python; without columns a batch is read with one req
 ArrayRecord's batched read) and decoded with array operations (`decode_examples`). A
 batch of ``B = batch_clips`` clips of ``T = n_segment`` frames is a dict of numpy arrays, frames of a
 clip consecutive (the layout `bigsmall_jax.model.bigsmall` expects). Big frames stay uint8 as stored,
-with their video's statistics; the device standardizes them inside the jitted step (`device_big`):
+with their video's statistics; the device standardizes them inside the jitted step
+(`bigsmall_jax.datasets.device_batch.device_big`):
 
   ============ ======================= ================================================================
   key          shape / dtype           meaning
@@ -48,7 +49,6 @@ import numpy as np
 from absl import flags
 
 from bigsmall_jax.datasets.columns import open_columns
-from bigsmall_jax.datasets.device_batch import device_big, pack_batch
 from bigsmall_jax.datasets.preprocess import standardize_big
 from bigsmall_jax.errors import UserError
 
@@ -486,7 +486,6 @@ def iter_videos(data_source, *, standardize: bool = True, block: int = 64) -> It
 
 
 __all__ = [
-    "ClipBatches", "IndexedSource", "Video", "batch_bytes_per_clip", "clip_to_model", "decode_examples", "device_big",
-    "flatten_clips", "iter_videos", "iterator_state", "make_loader", "pack_batch", "read_raw", "restore_iterator",
-    "shard_range",
+    "ClipBatches", "IndexedSource", "Video", "batch_bytes_per_clip", "clip_to_model", "decode_examples",
+    "flatten_clips", "iter_videos", "iterator_state", "make_loader", "read_raw", "restore_iterator", "shard_range",
 ]

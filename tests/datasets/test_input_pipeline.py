@@ -12,6 +12,7 @@ import pytest
 from bigsmall_jax import synthetic
 from bigsmall_jax.datasets import input_pipeline as ip
 from bigsmall_jax.datasets import tfds_builders as tb
+from bigsmall_jax.datasets.device_batch import device_big
 from bigsmall_jax.datasets.preprocess import preprocess_recording, standardize_big
 from bigsmall_jax.errors import UserError
 
@@ -55,7 +56,7 @@ def test_batch_layout_matches_the_stored_records(train_source, first_only):
             np.testing.assert_array_equal(batch[f"{kind}_mask"][rows], (known & frame).astype(np.float32))
     # Standardized on the device, the frames equal the host standardization of the stored ones up to float
     # rounding (at most 1 ulp apart: XLA and numpy may round the float32 division differently).
-    big = np.asarray(jax.jit(ip.device_big)({k: batch[k] for k in ("big", "big_mean", "big_std")}))
+    big = np.asarray(jax.jit(device_big)({k: batch[k] for k in ("big", "big_mean", "big_std")}))
     for r in range(4 * tb_):
         want = standardize_big(batch["big"][r], float(batch["big_mean"][r]), float(batch["big_std"][r]))
         np.testing.assert_array_max_ulp(big[r], want, maxulp=1)
@@ -66,7 +67,7 @@ def test_batch_layout_matches_the_stored_records(train_source, first_only):
 def test_device_big_zeroes_a_constant_video_like_the_host():
     big = np.full((2, 2, 2, 3), 9, np.uint8)
     batch = {"big": big, "big_mean": np.array([9.0, 5.0], np.float32), "big_std": np.array([0.0, 2.0], np.float32)}
-    out = np.asarray(jax.jit(ip.device_big)(batch))
+    out = np.asarray(jax.jit(device_big)(batch))
     np.testing.assert_array_equal(out[0], standardize_big(big[0], 9.0, 0.0))
     np.testing.assert_array_equal(out[0], 0.0)
     np.testing.assert_array_equal(out[1], 2.0)  # (9 - 5) / 2
@@ -83,7 +84,7 @@ def test_clip_to_model_masks_missing_labels_and_padding():
     out = ip.clip_to_model(rec)
     np.testing.assert_array_equal(out["big"], rec["big"])
     np.testing.assert_array_equal(out["big_mean"], [5, 5, 5])
-    np.testing.assert_array_equal(np.asarray(ip.device_big(out)), np.ones((t, 2, 2, 3), np.float32))  # (7-5)/2
+    np.testing.assert_array_equal(np.asarray(device_big(out)), np.ones((t, 2, 2, 3), np.float32))  # (7-5)/2
     assert ip.clip_to_model(rec, big_first_only=True)["big"].shape == (1, 2, 2, 3)
     np.testing.assert_array_equal(out["bvp"], [1, 0, 3])
     np.testing.assert_array_equal(out["bvp_mask"], [1, 0, 0])  # NaN, then a padded frame
