@@ -37,7 +37,7 @@ from bigsmall_jax.synthetic.aus import AuInputs, draw_aus
 from bigsmall_jax.synthetic.config import SubjectParams, SyntheticConfig, VideoParams, rng
 from bigsmall_jax.synthetic.drawing import Canvas, coverage, ellipse_sd, face_grid, sample, smooth_texture
 from bigsmall_jax.synthetic.recordings import synthetic_recording
-from bigsmall_jax.synthetic.render import gaussian_noise
+from bigsmall_jax.synthetic.render import gaussian_noise, jpeg_round_trip
 from bigsmall_jax.synthetic.scene import FaceLook, blink_delta, body_flows, face_box, paint_subject
 
 N_AU = len(AU_NAMES)
@@ -48,6 +48,13 @@ N_ALBEDO = N_AU + 4
 FLOW_RESP, FLOW_X, FLOW_Y, FLOW_ROLL, FLOW_YAW, FLOW_PITCH, FLOW_JAW = range(N_AU, N_AU + 7)
 N_FLOW = N_AU + 7
 RELIEF_DEPTH = 0.02  # face half-widths of relief per unit of AU relative shading
+# Recordings: research datasets store frames losslessly or as high-quality JPEG; a compressed video's
+# per-frame JPEG quality is drawn in [lo, hi).
+LOSSLESS_SHARE = 0.4
+JPEG_QUALITY = (75, 96)
+# The classic AUs are drawn exaggerated (au_strength 1); physical faces move and fold half as far.
+AU_SCALE = 0.5
+RELIEF_FLOOR = 1e-4  # smallest normal or cavity change per unit AU that is kept
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,7 +158,7 @@ def lighting(subject_index: int, video_index: int, config: SyntheticConfig) -> L
         flicker_hz=waveforms.flicker_hz(float(r.choice([50.0, 60.0])), config.fps),
         flicker=float(k * r.uniform(0.0, 0.01)),
         read_noise=float(k * r.uniform(1.0, 2.5)), shot_noise=float(k * r.uniform(0.01, 0.05)),
-        jpeg_quality=int(r.integers(55, 95)),
+        jpeg_quality=None if r.uniform() < LOSSLESS_SHARE else int(r.integers(*JPEG_QUALITY)),
     )
 
 
@@ -259,11 +266,14 @@ def build_physical_scene(sp: SubjectParams, ident: Identity, vp: VideoParams, fr
     reliefs = np.zeros((N_AU, size, size))
     au_in = AuInputs(grid=grid, subject=sp, base=albedo, skin_rgb=look.face_rgb * 0.97,
                      shading=np.ones_like(u), lips=lips, mouth_v=mouth_v)
-    draw_aus(albedo_deltas, flows, au_in, strength=au_strength, reliefs=reliefs)
+    draw_aus(albedo_deltas, flows, au_in, strength=AU_SCALE * au_strength, reliefs=reliefs)
     relief_deltas = np.zeros((N_AU, size, size, 4))
     for k in range(N_AU):
         relief_deltas[k, ..., :3] = head.relief_normals(RELIEF_DEPTH * grid.a * reliefs[k])
         relief_deltas[k, ..., 3] = reliefs[k]
+    # Tails below RELIEF_FLOOR change a pixel by < 0.03 grey levels; zeroed, the relief's box (and per-frame
+    # work) shrinks to the face.
+    relief_deltas[np.abs(relief_deltas) < RELIEF_FLOOR] = 0.0
 
     # Pulse: the blood-volume change in the skin, weighted by the amplitude map, and its transit delay.
     pulse_map = canvas.skin * (1.0 - beard) * ident.perfusion
@@ -345,8 +355,9 @@ def physical_signals(subject_index: int, video_index: int, config: SyntheticConf
     n, fps, k = config.num_frames, float(config.fps), config.nuisance
     r = rng(config.seed, subject_index, video_index, 3)
     t = np.arange(n) / fps
-    resp, rr = waveforms.resp_wave(r, n, fps, config.rr_range_bpm, config.rr_drift_bpm)
-    hr_track = waveforms.rate_track(r, n, fps, config.hr_range_bpm, config.hr_drift_bpm * r.uniform(0.5, 1.0), 0.05)
+    resp, rr = waveforms.resp_wave(r, n, fps, config.rr_range_bpm, config.rr_drift_bpm, waveforms.RR_TYPICAL)
+    hr_track = waveforms.rate_track(r, n, fps, config.hr_range_bpm, config.hr_drift_bpm * r.uniform(0.5, 1.0), 0.05,
+                                    waveforms.HR_TYPICAL)
     beats = waveforms.beat_times(r, n / fps, lambda x: np.interp(x, t, hr_track), lambda x: np.interp(x, t, resp),
                                  rsa=r.uniform(0.01, 0.06), lf=r.uniform(0.01, 0.04), jitter=r.uniform(0.005, 0.02))
     phase = waveforms.beat_phase(beats, t)
@@ -407,13 +418,6 @@ def _rotation(roll_deg: np.ndarray, yaw_deg: np.ndarray, pitch_deg: np.ndarray) 
     return rr @ rp @ ry
 
 
-def _jpeg(frame: np.ndarray, quality: int) -> np.ndarray:
-    ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    if not ok:
-        raise RuntimeError("JPEG encoding failed")
-    return cv2.imdecode(buf, cv2.IMREAD_COLOR)
-
-
 def _matmul_active(weights: np.ndarray, stack: np.ndarray) -> np.ndarray | None:
     """weights (n, K) @ stack (K, ...) over the components with any non-zero weight (None if none)."""
     active = np.flatnonzero(np.any(weights != 0, axis=0))
@@ -441,12 +445,14 @@ def render_physical(scene: PhysicalScene, sig: PhysicalSignals, light: Lighting,
                     rng_noise: np.random.Generator, chunk: int = 8) -> np.ndarray:
     """(T, S, S, 3) uint8 RGB frames of a physical scene driven by its signals.
 
-    The albedo and relief changes are applied inside the bounding box of their non-zero pixels; sensor
-    noise is a random crop of a small bank of noise frames (8 x 256 distinct patterns).
+    The albedo and relief changes are matrix products over a chunk of frames inside the bounding box of
+    their non-zero pixels; shading, compositing and noise are per-pixel colour transforms of OpenCV on
+    (S, S, 4) planes (RGB and coverage). Sensor noise is a random crop of a small bank of noise frames.
     """
     t_all = len(sig.bvp)
     size = scene.albedo.shape[0]
-    grid_y, grid_x = np.mgrid[0:size, 0:size].astype(np.float32)
+    f32 = np.float32
+    grid_y, grid_x = np.mgrid[0:size, 0:size].astype(f32)
     pulse = blood_pulse * (sig.bvp - sig.bvp.mean())
     albedo_w = np.concatenate([sig.au_intensity, pulse[:, None], -blood_pulse * sig.dbvp[:, None],
                                sig.blink[:, None], sig.talk[:, None]], axis=1)
@@ -458,58 +464,68 @@ def render_physical(scene: PhysicalScene, sig: PhysicalSignals, light: Lighting,
     fill = rot.transpose(0, 2, 1) @ np.asarray(light.fill_dir)
     half = key + view
     half /= np.linalg.norm(half, axis=1, keepdims=True)
-    dirs = np.stack([key, fill, half], axis=2).astype(np.float32)  # (T, 3 xyz, 3 lights)
-    key_rgb, fill_rgb, amb = (np.asarray(c, np.float32) for c in (light.key_rgb, light.fill_rgb, light.ambient_rgb))
-    lit_bg = scene.background * (0.55 * key_rgb + fill_rgb + amb)
+    # Per frame, (normal x, y, z, cavity) -> (key, fill, half-vector cosines, cavity).
+    dots = np.zeros((t_all, 4, 4), f32)
+    dots[:, 0, :3], dots[:, 1, :3], dots[:, 2, :3], dots[:, 3, 3] = key, fill, half, 1.0
+    key_rgb, fill_rgb, amb = (np.asarray(c, f32) for c in (light.key_rgb, light.fill_rgb, light.ambient_rgb))
+    # (key cos x cavity, fill cos x cavity, cavity, 1) -> irradiance RGB and 1 (keeps the coverage).
+    mix = np.zeros((4, 4), f32)
+    mix[:3, 0], mix[:3, 1], mix[:3, 2], mix[3, 3] = key_rgb, fill_rgb, amb, 1.0
+    spec_rgb = np.append(key_rgb, 0.0).astype(f32)[:, None]
+    lit_bg = (scene.background * (0.55 * key_rgb + fill_rgb + amb)).astype(f32)
     a_rows, a_cols = _box(scene.albedo_deltas)
     a_deltas = np.ascontiguousarray(scene.albedo_deltas[:, a_rows, a_cols])
     r_rows, r_cols = _box(scene.relief_deltas)
     r_deltas = np.ascontiguousarray(scene.relief_deltas[:, r_rows, r_cols])
-    spec_w = scene.gloss * scene.alpha * 255.0
+    spec_w = (scene.gloss * scene.alpha * 255.0).astype(f32)
+    base4 = np.concatenate([scene.albedo, scene.alpha[..., None]], -1).astype(f32)  # RGB albedo, coverage
+    normal4 = np.concatenate([scene.normals, scene.cavity[..., None]], -1).astype(f32)
+    gain = (sig.light * sig.camera).astype(f32)
+    read2, shot = f32(light.read_noise ** 2), f32(light.shot_noise)
     bank = _noise_bank(rng_noise, size)
     offsets = rng_noise.integers(0, bank.shape[1] - size + 1, size=(t_all, 3))
     out = np.empty((t_all, size, size, 3), np.uint8)
-    src = np.empty((size, size, 4), np.float32)
-    src[..., 3] = scene.alpha
     for start in range(0, t_all, chunk):
         sl = slice(start, min(t_all, start + chunk))
         n = sl.stop - sl.start
-        albedo = np.repeat(scene.albedo[None], n, axis=0)
+        albedo = np.repeat(base4[None], n, axis=0)
         d_albedo = _matmul_active(albedo_w[sl], a_deltas)
         if d_albedo is not None:
-            albedo[:, a_rows, a_cols] += d_albedo
-        nrm = np.repeat(np.concatenate([scene.normals, scene.cavity[..., None]], -1)[None], n, axis=0)
+            albedo[:, a_rows, a_cols, :3] += d_albedo
         d_relief = _matmul_active(sig.au_intensity[sl], r_deltas)
-        if d_relief is not None:
-            nrm[:, r_rows, r_cols] += d_relief
-        cos = np.matmul(nrm[..., :3].reshape(n, -1, 3), dirs[sl]).reshape(n, size, size, 3)
-        np.maximum(cos, 0.0, out=cos)
-        spec = cos[..., 2]
-        for _ in range(int(np.log2(light.shininess))):
-            spec *= spec
-        spec *= (cos[..., 0] > 0) * spec_w
-        irr = cos[..., 0:1] * key_rgb
-        irr += cos[..., 1:2] * fill_rgb
-        irr += amb
-        irr *= np.clip(nrm[..., 3:], 0.1, 1.5)
-        colour = albedo * irr
-        colour += spec[..., None] * key_rgb
         disp = _matmul_active(flow_w[sl], scene.flows)
-        if disp is None:
-            disp = np.zeros((n, size, size, 2), np.float32)
-        gain = (sig.light[sl] * sig.camera[sl]).astype(np.float32)
-        read2, shot = np.float32(light.read_noise ** 2), np.float32(light.shot_noise)
         for i in range(n):
-            src[..., :3] = colour[i]
-            w = cv2.remap(src, grid_x - disp[i, ..., 0], grid_y - disp[i, ..., 1], cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REPLICATE)
-            frame = (w[..., :3] + lit_bg * (1.0 - w[..., 3:])) * gain[i]
-            k, oy, ox = offsets[sl.start + i]
-            frame += bank[k % len(bank), oy:oy + size, ox:ox + size] * np.sqrt(read2 + shot * frame)
+            t = sl.start + i
+            nrm = normal4
+            if d_relief is not None:
+                nrm = normal4.copy()
+                nrm[r_rows, r_cols] += d_relief[i]
+            cos = cv2.max(cv2.transform(nrm, dots[t]), 0.0)
+            k_cos, f_cos, spec, cav = cv2.split(cos)
+            np.clip(cav, 0.1, 1.5, out=cav)
+            for _ in range(int(np.log2(light.shininess))):
+                spec *= spec
+            spec *= spec_w
+            spec[k_cos <= 0] = 0.0
+            k_cos *= cav
+            f_cos *= cav
+            irr = cv2.transform(cv2.merge([k_cos, f_cos, cav]), mix)
+            src = cv2.multiply(albedo[i], irr)
+            src += cv2.transform(spec[..., None], spec_rgb)
+            if disp is not None:
+                src = cv2.remap(src, grid_x - disp[i, ..., 0], grid_y - disp[i, ..., 1], cv2.INTER_LINEAR,
+                                borderMode=cv2.BORDER_REPLICATE)
+            g = gain[t]
+            frame = cv2.transform(src, np.hstack([np.diag(g), np.zeros((3, 1), f32)]))
+            uncovered = np.zeros((3, 5), f32)
+            uncovered[:, 3], uncovered[:, 4] = -g, g
+            frame += cv2.multiply(lit_bg, cv2.transform(src, uncovered))
+            k, oy, ox = offsets[t]
+            frame += bank[k % len(bank), oy:oy + size, ox:ox + size] * cv2.sqrt(read2 + shot * frame)
             np.clip(np.rint(frame, out=frame), 0, 255, out=frame)
-            out[sl.start + i] = frame
+            out[t] = frame
             if light.jpeg_quality is not None:
-                out[sl.start + i] = _jpeg(out[sl.start + i, ..., ::-1], light.jpeg_quality)[..., ::-1]
+                out[t] = jpeg_round_trip(out[t], light.jpeg_quality)
     return out
 
 

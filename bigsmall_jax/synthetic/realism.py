@@ -118,6 +118,45 @@ def published_scores(recs: Sequence[Recording], model_dir: str | os.PathLike) ->
             "haar_found": round(float(np.mean([r["haar_found_face"] for r in rows])), 3), "per_video": rows}
 
 
+def model_scores(checkpoint: str | os.PathLike, config: SyntheticConfig, sizes: Sequence[int] = (160, 320, 640),
+                 split: str = "test") -> dict:
+    """A trained model on the split's subjects rendered at each frame size (25 fps; the known face box,
+    as the synthetic dataset crops): does it read rates and AUs independently of the image scale?
+
+    Args:
+      checkpoint: model directory or training workdir (`checkpoints.load_checkpoint`).
+      config: the synthetic data the model trained on (its subjects split); `frame_size` and
+        `vary_format` are replaced per size.
+      sizes: frame sizes in pixels.
+
+    Returns:
+      {size: {"hr_mae", "rr_mae" (1/min), "au_f1_mean", "hr_rmse", "rr_rmse", "videos"}} with string keys.
+    """
+    from bigsmall_jax.checkpoints import load_checkpoint
+    from bigsmall_jax.datasets.preprocess import PreprocessConfig, preprocess_recording, standardize_big
+    from bigsmall_jax.evaluation.evaluate import predict_videos
+    from bigsmall_jax.evaluation.metrics import evaluate_videos
+
+    model, variables = load_checkpoint(checkpoint)
+    subjects = subject_splits(config)[split]
+    prep = PreprocessConfig(face_crop="box")
+    out = {}
+    for size in sizes:
+        cfg = dataclasses.replace(config, frame_size=int(size), vary_format=False)
+
+        def videos(cfg=cfg):
+            for rec in iter_recordings(cfg, subjects):
+                v = preprocess_recording(rec, prep)
+                yield v.name, standardize_big(v.big_u8, v.big_mean, v.big_std), v.small, v.labels, v.fps
+
+        bar = tqdm(videos(), total=len(subjects) * cfg.videos_per_subject, desc=f"model at {size} px", unit="video")
+        res = evaluate_videos(predict_videos(model, variables, bar, progress=False))
+        out[str(size)] = {k: res.get(k) for k in ("hr_mae", "rr_mae", "au_f1_mean", "hr_rmse", "rr_rmse")}
+        out[str(size)]["videos"] = res["num_videos"]
+        log.info("%d px: %s", size, out[str(size)])
+    return out
+
+
 def measure(config: SyntheticConfig, split: str = "test") -> dict:
     """POS scores of every video of the split's subjects, and their summary."""
     subjects = subject_splits(config)[split]
@@ -140,14 +179,28 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--test-fraction", type=float, default=0.5)
     p.add_argument("--published", default="", metavar="DIR",
                    help="also run the published BP4D+ models found in DIR (e.g. ../shared/reference)")
+    p.add_argument("--config", default="", metavar="NAME",
+                   help="the synthetic data of a training config (e.g. synthetic, the default run's): its "
+                        "settings replace --style, --n-subjects, --duration, --test-fraction")
+    p.add_argument("--model", default="", metavar="DIR",
+                   help="also score this trained model (workdir or model dir) at --sizes (`model_scores`)")
+    p.add_argument("--sizes", default="160,320,640", help="frame sizes for --model, comma-separated")
     args = p.parse_args(argv)
-    config = dataclasses.replace(SyntheticConfig(), style=args.style, n_subjects=args.n_subjects,
-                                 duration_s=args.duration, frame_size=args.frame_size,
-                                 test_fraction=args.test_fraction, val_fraction=0.0)
+    if args.config:
+        from bigsmall_jax.train.config import load_config
+
+        config = SyntheticConfig(**load_config(args.config).dataset.settings.to_dict())
+        config = dataclasses.replace(config, frame_size=args.frame_size, vary_format=False)
+    else:
+        config = dataclasses.replace(SyntheticConfig(), style=args.style, n_subjects=args.n_subjects,
+                                     duration_s=args.duration, frame_size=args.frame_size,
+                                     test_fraction=args.test_fraction, val_fraction=0.0)
     out = measure(config, args.split)
     if args.published:
         recs = list(iter_recordings(config, subject_splits(config)[args.split]))
         out["published"] = published_scores(recs, args.published)
+    if args.model:
+        out["model"] = model_scores(args.model, config, [int(x) for x in args.sizes.split(",")], args.split)
     print(json.dumps(out, indent=1))
 
 

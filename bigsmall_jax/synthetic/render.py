@@ -16,12 +16,12 @@ from bigsmall_jax.synthetic.config import N_DELTAS, N_FLOWS
 from bigsmall_jax.synthetic.scene import Scene
 
 
-def _jpeg(frame: np.ndarray, quality: int) -> np.ndarray:
+def jpeg_round_trip(frame: np.ndarray, quality: int) -> np.ndarray:
     """(S, S, 3) uint8 RGB frame after JPEG encoding at `quality` (1..100) and decoding."""
-    ok, buf = cv2.imencode(".jpg", frame[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
         raise RuntimeError("JPEG encoding failed")
-    return cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1]
+    return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
 @functools.lru_cache(maxsize=1)
@@ -83,6 +83,6 @@ def render_frames(scene: Scene, delta_weights: np.ndarray, flow_weights: np.ndar
             np.clip(np.rint(frame, out=frame), 0, 255, out=frame)
             out[start + i] = frame
             if jpeg_quality is not None:
-                out[start + i] = _jpeg(out[start + i], jpeg_quality)
+                out[start + i] = jpeg_round_trip(out[start + i], jpeg_quality)
     return out
 

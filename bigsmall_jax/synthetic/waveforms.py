@@ -29,6 +29,10 @@ from bigsmall_jax.datasets.recording import AU_NAMES
 
 HR_RANGE_BPM = (45.0, 150.0)
 RR_RANGE_BPM = (6.0, 30.0)
+# Resting adults: (mean, sd, share of videos) of the base heart and breathing rates, per minute; the other
+# videos draw their base rate uniformly over the whole range (exercise, stress, slow breathing).
+HR_TYPICAL = (76.0, 12.0, 0.8)
+RR_TYPICAL = (16.0, 4.0, 0.8)
 AU_THRESHOLD = 0.5  # binary AU label = intensity > AU_THRESHOLD
 
 # Target fraction of frames with each AU on (label 1), in `AU_NAMES` order.
@@ -81,13 +85,15 @@ def smooth_noise(rng: np.random.Generator, n: int, fps: float, max_hz: float, n_
 
 
 def rate_track(rng: np.random.Generator, n: int, fps: float, rate_range: tuple[float, float], drift: float,
-               max_hz: float) -> np.ndarray:
-    """An instantaneous rate per frame: a base rate uniform in the range, plus a slow drift.
+               max_hz: float, typical: tuple[float, float, float] | None = None) -> np.ndarray:
+    """An instantaneous rate per frame: a base rate, plus a slow drift.
 
     Args:
       rate_range: (lo, hi) in events/min; the whole track stays inside it.
       drift: maximum excursion from the base rate, events/min.
       max_hz: the drift's highest frequency.
+      typical: None: the base rate is uniform in the range. (mean, sd, share): with probability `share`
+        it is normal(mean, sd) (a population at rest), otherwise uniform in the range; clipped to it.
 
     Returns:
       (n,) float64 rate in events/min.
@@ -95,6 +101,8 @@ def rate_track(rng: np.random.Generator, n: int, fps: float, rate_range: tuple[f
     lo, hi = rate_range
     drift = min(max(drift, 0.0), 0.5 * (hi - lo))
     base = rng.uniform(lo + drift, hi - drift)
+    if typical is not None and rng.uniform() < typical[2]:
+        base = float(np.clip(rng.normal(typical[0], typical[1]), lo + drift, hi - drift))
     return base + drift * smooth_noise(rng, n, fps, max_hz)
 
 
@@ -123,14 +131,15 @@ def resp_shape(phase: np.ndarray, inhale: float = 0.4) -> np.ndarray:
 
 
 def resp_wave(rng: np.random.Generator, n: int, fps: float, rr_range=RR_RANGE_BPM,
-              drift_bpm: float = 1.5) -> tuple[np.ndarray, np.ndarray]:
-    """A respiration wave and its instantaneous rate.
+              drift_bpm: float = 1.5, typical: tuple[float, float, float] | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """A respiration wave and its instantaneous rate (`typical`: as in `rate_track`).
 
     Returns:
       resp: (n,) float64, about [-1, 1] (depth varies by ~15%), up = inhalation.
       rr_bpm: (n,) float64 breaths/min, inside `rr_range`.
     """
-    rr = rate_track(rng, n, fps, rr_range, drift_bpm * rng.uniform(0.5, 1.0), max_hz=0.04)
+    rr = rate_track(rng, n, fps, rr_range, drift_bpm * rng.uniform(0.5, 1.0), max_hz=0.04, typical=typical)
     phase = phase_from_rate(rr, fps, rng.uniform())
     depth = 1.0 + 0.15 * smooth_noise(rng, n, fps, max_hz=0.5 * float(np.mean(rr)) / 60.0)
     return resp_shape(phase, rng.uniform(0.35, 0.45)) * depth, rr

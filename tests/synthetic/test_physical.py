@@ -190,3 +190,11 @@ def test_vary_format_draws_frame_rate_and_size_per_video():
     fps, sizes = {f for f, _ in formats}, [s for _, s in formats]
     assert fps == {25.0, 30.0} and min(sizes) >= 160 and max(sizes) <= 720 and max(sizes) > 2 * min(sizes)
     assert ph.video_format(0, 0, TINY) is TINY
+
+
+def test_recordings_are_lossless_or_high_quality_jpeg():
+    q = [ph.lighting(s, v, TINY).jpeg_quality for s in range(100) for v in range(2)]
+    lossless = np.mean([x is None for x in q])
+    assert abs(lossless - ph.LOSSLESS_SHARE) < 0.1
+    lo, hi = ph.JPEG_QUALITY
+    assert all(lo <= x < hi for x in q if x is not None)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from bigsmall_jax.datasets.recording import Recording
 from bigsmall_jax.synthetic import realism
+
+DATA = Path(__file__).parent.parent / "data"
 
 
 def _video(pulse_amp: float, noise: float, hr_bpm: float = 72.0, fps: float = 25.0, seconds: float = 12.0):
@@ -32,3 +36,24 @@ def test_pos_scores_clean_pulse_and_noise():
     assert noisy["snr_db"] < 0  # white noise: about -7 dB (24 of 138 beats/min lie in the signal bins)
     summary = realism.summarize([clean, noisy])
     assert summary["videos"] == 2 and summary["within_5bpm"] in (0.5, 1.0)
+
+
+def test_model_scores_reads_the_known_heart_rate_at_every_size(tmp_path, monkeypatch):
+    """The published pulse model on still, lossless physical faces at two frame sizes: within 5 beats/min
+    of the label (it finds such a pulse on all six diagnostic videos of issue 16), and no rate it has no
+    head for."""
+    from bigsmall_jax.checkpoints.model_dir import save_checkpoint
+    from bigsmall_jax.checkpoints.torch_import import convert_file
+    from bigsmall_jax.synthetic import physical
+    from bigsmall_jax.synthetic.config import SyntheticConfig
+
+    monkeypatch.setattr(physical, "LOSSLESS_SHARE", 1.0)
+    ckpt = save_checkpoint(tmp_path / "heart", *convert_file(DATA / "BP4D_Small_Heart_Clip3_Split1_Epoch4.pth"))
+    config = SyntheticConfig(n_subjects=4, videos_per_subject=1, duration_s=12.0, style="physical", nuisance=0.0,
+                             au_strength=0.0, test_fraction=0.5, val_fraction=0.0, vary_format=True)
+    scores = realism.model_scores(ckpt, config, sizes=(144, 200))
+    assert set(scores) == {"144", "200"}
+    for s in scores.values():
+        assert s["videos"] == 2
+        assert s["hr_mae"] is not None and s["hr_mae"] < 5.0
+        assert s["rr_mae"] is None and s["au_f1_mean"] is None

@@ -53,3 +53,19 @@ def test_blink_closes_the_eyes_briefly():
     starts = np.flatnonzero(np.diff(closed.astype(int)) == 1)
     assert 15 < len(starts) < 60  # ~36 blinks in 2 min
     assert closed.mean() < 0.05
+
+
+def test_rate_track_typical_rates():
+    """`typical=(mean, sd, share)`: a share of tracks is drawn around the resting mean, the rest uniformly."""
+    rng = np.random.default_rng(0)
+    lo, hi = 45.0, 150.0
+    at_rest = np.array([wf.rate_track(rng, 50, 25.0, (lo, hi), 0.0, 0.05, (76.0, 12.0, 1.0))[0]
+                        for _ in range(2000)])
+    assert abs(at_rest.mean() - 76.0) < 1.0 and abs(at_rest.std() - 12.0) < 1.0
+    mixed = np.array([wf.rate_track(rng, 50, 25.0, (lo, hi), 5.0, 0.05, (76.0, 12.0, 0.8)).mean()
+                      for _ in range(2000)])
+    assert mixed.min() >= lo and mixed.max() <= hi
+    # A fifth uniform over 50-145: about 0.2 * 25/95 of all tracks above 120 beats/min (rest: none).
+    assert 0.03 < np.mean(mixed > 120.0) < 0.08
+    uniform = np.array([wf.rate_track(rng, 50, 25.0, (lo, hi), 0.0, 0.05)[0] for _ in range(2000)])
+    assert abs(uniform.mean() - 97.5) < 2.0
