@@ -54,7 +54,11 @@ LOSSLESS_SHARE = 0.4
 JPEG_QUALITY = (75, 96)
 # The classic AUs are drawn exaggerated (au_strength 1); physical faces move and fold half as far.
 AU_SCALE = 0.5
-RELIEF_FLOOR = 1e-4  # smallest normal or cavity change per unit AU that is kept
+RELIEF_FLOOR = 1e-4
+# Frames larger than this are lit at this size and resized before the camera's noise and JPEG: the model
+# reads a 144-pixel crop of 1.5 face boxes, which a 320-pixel rendering already resolves, and the cost of
+# lighting grows with the square of the size (a 720-pixel frame: 20x a 160-pixel one).
+DETAIL_SIZE = 320  # smallest normal or cavity change per unit AU that is kept
 
 
 @dataclasses.dataclass(frozen=True)
@@ -442,15 +446,18 @@ def _noise_bank(r: np.random.Generator, size: int, frames: int = 8, margin: int 
 
 
 def render_physical(scene: PhysicalScene, sig: PhysicalSignals, light: Lighting, blood_pulse: float,
-                    rng_noise: np.random.Generator, chunk: int = 8) -> np.ndarray:
-    """(T, S, S, 3) uint8 RGB frames of a physical scene driven by its signals.
+                    rng_noise: np.random.Generator, chunk: int = 8, out_size: int | None = None) -> np.ndarray:
+    """(T, O, O, 3) uint8 RGB frames of a physical scene (S x S) driven by its signals.
 
     The albedo and relief changes are matrix products over a chunk of frames inside the bounding box of
     their non-zero pixels; shading, compositing and noise are per-pixel colour transforms of OpenCV on
-    (S, S, 4) planes (RGB and coverage). Sensor noise is a random crop of a small bank of noise frames.
+    (S, S, 4) planes (RGB and coverage). With `out_size` O > S the light reaching the sensor is resized
+    (bilinear) to O x O before the camera adds noise and compresses (`DETAIL_SIZE`); O = S by default.
+    Sensor noise is a random crop of a small bank of noise frames.
     """
     t_all = len(sig.bvp)
     size = scene.albedo.shape[0]
+    out_size = size if out_size is None else int(out_size)
     f32 = np.float32
     grid_y, grid_x = np.mgrid[0:size, 0:size].astype(f32)
     pulse = blood_pulse * (sig.bvp - sig.bvp.mean())
@@ -482,9 +489,9 @@ def render_physical(scene: PhysicalScene, sig: PhysicalSignals, light: Lighting,
     normal4 = np.concatenate([scene.normals, scene.cavity[..., None]], -1).astype(f32)
     gain = (sig.light * sig.camera).astype(f32)
     read2, shot = f32(light.read_noise ** 2), f32(light.shot_noise)
-    bank = _noise_bank(rng_noise, size)
-    offsets = rng_noise.integers(0, bank.shape[1] - size + 1, size=(t_all, 3))
-    out = np.empty((t_all, size, size, 3), np.uint8)
+    bank = _noise_bank(rng_noise, out_size)
+    offsets = rng_noise.integers(0, bank.shape[1] - out_size + 1, size=(t_all, 3))
+    out = np.empty((t_all, out_size, out_size, 3), np.uint8)
     for start in range(0, t_all, chunk):
         sl = slice(start, min(t_all, start + chunk))
         n = sl.stop - sl.start
@@ -520,8 +527,10 @@ def render_physical(scene: PhysicalScene, sig: PhysicalSignals, light: Lighting,
             uncovered = np.zeros((3, 5), f32)
             uncovered[:, 3], uncovered[:, 4] = -g, g
             frame += cv2.multiply(lit_bg, cv2.transform(src, uncovered))
+            if out_size != size:
+                frame = cv2.resize(frame, (out_size, out_size), interpolation=cv2.INTER_LINEAR)
             k, oy, ox = offsets[t]
-            frame += bank[k % len(bank), oy:oy + size, ox:ox + size] * cv2.sqrt(read2 + shot * frame)
+            frame += bank[k % len(bank), oy:oy + out_size, ox:ox + out_size] * cv2.sqrt(read2 + shot * frame)
             np.clip(np.rint(frame, out=frame), 0, 255, out=frame)
             out[t] = frame
             if light.jpeg_quality is not None:
@@ -543,12 +552,17 @@ def generate_physical(subject_index: int, video_index: int, config: SyntheticCon
     """One physical synthetic video with its labels (see `recordings.generate_recording`); its ``extra``
     holds ``beat_times_s`` (n_beats,) float64, the systolic peak times of the label `bvp` in seconds."""
     config = video_format(subject_index, video_index, config)
+    # The scene is lit at no more than DETAIL_SIZE pixels; the camera (noise, JPEG) works at the frame size.
+    detail = dataclasses.replace(config, frame_size=min(config.frame_size, DETAIL_SIZE))
     sp, ident = physical_subject(subject_index, config.seed)
-    vp = video_params(sp, subject_index, video_index, config)
+    vp = video_params(sp, subject_index, video_index, detail)
     light = lighting(subject_index, video_index, config)
-    sig = physical_signals(subject_index, video_index, config, vp, light)
-    scene = build_physical_scene(sp, ident, vp, config.frame_size, config.au_strength,
+    sig = physical_signals(subject_index, video_index, detail, vp, light)
+    scene = build_physical_scene(sp, ident, vp, detail.frame_size, config.au_strength,
                                  rng(config.seed, subject_index, video_index, 8))
-    frames = render_physical(scene, sig, light, config.blood_pulse, rng(config.seed, subject_index, video_index, 4))
-    return synthetic_recording(subject_index, video_index, config, frames, sig, scene.face_box, style="physical",
+    frames = render_physical(scene, sig, light, config.blood_pulse, rng(config.seed, subject_index, video_index, 4),
+                             out_size=config.frame_size)
+    k = config.frame_size / detail.frame_size
+    box = tuple(int(round(k * x)) for x in scene.face_box)
+    return synthetic_recording(subject_index, video_index, config, frames, sig, box, style="physical",
                                extra={"beat_times_s": sig.beat_times_s.astype(np.float64)})
