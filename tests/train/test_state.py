@@ -10,7 +10,8 @@ import optax
 import pytest
 
 from bigsmall_jax.checkpoints.torch_import import convert_file
-from bigsmall_jax.model import build_model
+from bigsmall_jax.errors import UserError
+from bigsmall_jax.model import ModelConfig, build_model
 from bigsmall_jax.train.state import create_train_state
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -43,3 +44,20 @@ def _get(tree, path):
     for k in path:
         tree = tree[k.key]
     return tree
+
+
+def test_bp4d_fold1_init_is_the_published_weights_layer_by_layer():
+    """train.init='bp4d-fold1': each BigSmall layer holds the converted weights of the published model
+    that trained it (read here from the .pth files themselves, not from the shipped npz)."""
+    state = create_train_state(build_model(ModelConfig()), optax.adamw(1e-3), 0, init="bp4d-fold1")
+    au = convert_file(DATA / "BP4D_Big_AU_Clip3_Split1_Epoch4.pth")[1]["params"]
+    heart = convert_file(DATA / "BP4D_Small_Heart_Clip3_Split1_Epoch4.pth")[1]["params"]
+    resp = convert_file(DATA / "BP4D_Small_Resp_Clip3_Split1_Epoch4.pth")[1]["params"]
+    want = {"big": au["big"], "au": au["au"], "small": heart["small"], "bvp": heart["bvp"], "resp": resp["resp"]}
+    assert set(state.params) == set(want)
+    for group, tree in want.items():
+        jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-7),
+                               state.params[group], tree)
+    narrow = ModelConfig(big_filters=(16, 16, 16, 64, 64, 64))
+    with pytest.raises(UserError, match="'big' has no published counterpart"):
+        create_train_state(build_model(narrow), optax.adamw(1e-3), 0, init="bp4d-fold1")

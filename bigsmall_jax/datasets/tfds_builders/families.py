@@ -51,6 +51,14 @@ class BigsmallSynthetic(BigSmallBuilder):
 
     name = "bigsmall_synthetic"
     DESCRIPTION = "Synthetic BigSmall clips (bigsmall_jax.synthetic), split by subject."
+    # The data is the generator's output: a new version whenever its videos change, so that data built
+    # by an earlier generator (same settings, other videos) is not read back.
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        **BigSmallBuilder.RELEASE_NOTES,
+        "1.1.0": "Physical style: AUs at half the classic strength, 40% lossless recordings and JPEG 75-95, "
+                 "resting heart and breathing rates for 80% of videos, frames above 320 pixels lit at 320.",
+    }
     BUILDER_CONFIGS = [
         BigSmallConfig(name="default", face_crop="box",
                        description="Default SyntheticConfig, 144/9 pixels, 3-frame clips, all labels."),
