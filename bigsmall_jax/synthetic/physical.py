@@ -52,8 +52,8 @@ RELIEF_DEPTH = 0.02  # face half-widths of relief per unit of AU relative shadin
 # per-frame JPEG quality is drawn in [lo, hi).
 LOSSLESS_SHARE = 0.4
 JPEG_QUALITY = (75, 96)
-# The classic AUs are drawn exaggerated (au_strength 1); physical faces move and fold half as far.
-AU_SCALE = 0.5
+# The classic AUs are drawn exaggerated (au_strength 1); physical faces move and fold three quarters as far.
+AU_SCALE = 0.75
 RELIEF_FLOOR = 1e-4
 # Frames larger than this are lit at this size and resized before the camera's noise and JPEG: the model
 # reads a 144-pixel crop of 1.5 face boxes, which a 320-pixel rendering already resolves, and the cost of

@@ -56,8 +56,9 @@ class BigsmallSynthetic(BigSmallBuilder):
     VERSION = tfds.core.Version("1.1.0")
     RELEASE_NOTES = {
         **BigSmallBuilder.RELEASE_NOTES,
-        "1.1.0": "Physical style: AUs at half the classic strength, 40% lossless recordings and JPEG 75-95, "
-                 "resting heart and breathing rates for 80% of videos, frames above 320 pixels lit at 320.",
+        "1.1.0": "Physical style: AUs at three quarters of the classic strength, 40% lossless recordings and "
+                 "JPEG 75-95, resting heart and breathing rates for 80% of videos, frames above 320 pixels lit "
+                 "at 320.",
     }
     BUILDER_CONFIGS = [
         BigSmallConfig(name="default", face_crop="box",
