@@ -91,13 +91,18 @@ def variant_overrides(variant: str, base) -> tuple[list[str], list[str]]:
     (model overrides, loss overrides).
 
     The model section becomes the variant's fields (keeping `base`'s ``n_segment`` and ``dtype``); only the
-    fields that differ from `base` are written. A model without an AU head gets no AU pos_weight, and a
-    single-task model's task loss starts at step 0 (a curriculum that delays a task only makes sense beside
-    another task): these loss overrides go after the user's, which they correct for this variant.
+    fields that differ from `base` are written. Every variant starts from Flax's init: the published warm
+    start (``train.init = "bp4d-fold1"``) fits only BigSmall's own layers, and a fair comparison starts all
+    variants alike (a user's ``train.init`` comes after and wins). A model without an AU head gets no AU
+    pos_weight, and a single-task model's task loss starts at step 0 (a curriculum that delays a task only
+    makes sense beside another task): these loss overrides go after the user's, which they correct for this
+    variant.
     """
     model = base.model.to_dict()
     fields = named_config(variant, n_segment=model["n_segment"], dtype=model["dtype"]).to_dict()
     model_out = [f"model.{k}={_literal(v)}" for k, v in fields.items() if _literal(model.get(k)) != _literal(v)]
+    if base.train.init == "bp4d-fold1":
+        model_out.append("train.init='flax'")
     mc = ModelConfig(**fields)
     loss_out = []
     if not mc.n_au and len(base.loss.au_pos_weight):

@@ -31,7 +31,8 @@ def tiny_overrides(data_dir, builder, *extra) -> list[str]:
     settings = {**builder.builder_config.synthetic, "tail": builder.builder_config.tail}
     return [f"dataset.data_dir={str(data_dir)!r}", f"dataset.settings={settings!r}", *TINY_MODEL,
             "train.batch_clips=4", "train.num_epochs=2", "train.steps_per_epoch=5", "train.checkpoint_every_steps=2",
-            "train.eval_batch_clips=8", "optim.schedule='warmup_cosine'", "optim.warmup_steps=2", *extra]
+            "train.eval_batch_clips=8", "optim.schedule='warmup_cosine'", "optim.warmup_steps=2", "train.init='flax'",
+            *extra]
 
 
 def pcgrad_loop(grads: list[np.ndarray], order: list[int]) -> np.ndarray:
