@@ -450,9 +450,11 @@ def render_physical(scene: PhysicalScene, sig: PhysicalSignals, light: Lighting,
     """(T, O, O, 3) uint8 RGB frames of a physical scene (S x S) driven by its signals.
 
     The albedo and relief changes are matrix products over a chunk of frames inside the bounding box of
-    their non-zero pixels; shading, compositing and noise are per-pixel colour transforms of OpenCV on
-    (S, S, 4) planes (RGB and coverage). With `out_size` O > S the light reaching the sensor is resized
-    (bilinear) to O x O before the camera adds noise and compresses (`DETAIL_SIZE`); O = S by default.
+    their non-zero pixels; per frame, one OpenCV colour transform turns the normals into the lights'
+    cosines, and the shading, the highlight and the room behind are mixed on contiguous (S, S) planes
+    (an OpenCV transform between different channel counts has no fast path). With `out_size` O > S the
+    light reaching the sensor is resized (bilinear) to O x O before the camera adds noise and compresses
+    (`DETAIL_SIZE`); O = S by default.
     Sensor noise is a random crop of a small bank of noise frames.
     """
     t_all = len(sig.bvp)
@@ -475,11 +477,7 @@ def render_physical(scene: PhysicalScene, sig: PhysicalSignals, light: Lighting,
     dots = np.zeros((t_all, 4, 4), f32)
     dots[:, 0, :3], dots[:, 1, :3], dots[:, 2, :3], dots[:, 3, 3] = key, fill, half, 1.0
     key_rgb, fill_rgb, amb = (np.asarray(c, f32) for c in (light.key_rgb, light.fill_rgb, light.ambient_rgb))
-    # (key cos x cavity, fill cos x cavity, cavity, 1) -> irradiance RGB and 1 (keeps the coverage).
-    mix = np.zeros((4, 4), f32)
-    mix[:3, 0], mix[:3, 1], mix[:3, 2], mix[3, 3] = key_rgb, fill_rgb, amb, 1.0
-    spec_rgb = np.append(key_rgb, 0.0).astype(f32)[:, None]
-    lit_bg = (scene.background * (0.55 * key_rgb + fill_rgb + amb)).astype(f32)
+    lit_bg = cv2.split((scene.background * (0.55 * key_rgb + fill_rgb + amb)).astype(f32))
     a_rows, a_cols = _box(scene.albedo_deltas)
     a_deltas = np.ascontiguousarray(scene.albedo_deltas[:, a_rows, a_cols])
     r_rows, r_cols = _box(scene.relief_deltas)
@@ -492,6 +490,7 @@ def render_physical(scene: PhysicalScene, sig: PhysicalSignals, light: Lighting,
     bank = _noise_bank(rng_noise, out_size)
     offsets = rng_noise.integers(0, bank.shape[1] - out_size + 1, size=(t_all, 3))
     out = np.empty((t_all, out_size, out_size, 3), np.uint8)
+    n_squarings = int(np.log2(light.shininess))
     for start in range(0, t_all, chunk):
         sl = slice(start, min(t_all, start + chunk))
         n = sl.stop - sl.start
@@ -510,23 +509,26 @@ def render_physical(scene: PhysicalScene, sig: PhysicalSignals, light: Lighting,
             cos = cv2.max(cv2.transform(nrm, dots[t]), 0.0)
             k_cos, f_cos, spec, cav = cv2.split(cos)
             np.clip(cav, 0.1, 1.5, out=cav)
-            for _ in range(int(np.log2(light.shininess))):
+            for _ in range(n_squarings):
                 spec *= spec
             spec *= spec_w
             spec[k_cos <= 0] = 0.0
             k_cos *= cav
             f_cos *= cav
-            irr = cv2.transform(cv2.merge([k_cos, f_cos, cav]), mix)
-            src = cv2.multiply(albedo[i], irr)
-            src += cv2.transform(spec[..., None], spec_rgb)
+            # Per colour plane: albedo x (key + fill + ambient irradiance) + the key light's highlight.
+            planes = list(cv2.split(albedo[i]))
+            for c in range(3):
+                planes[c] *= key_rgb[c] * k_cos + fill_rgb[c] * f_cos + amb[c] * cav
+                planes[c] += key_rgb[c] * spec
+            src = cv2.merge(planes)
             if disp is not None:
                 src = cv2.remap(src, grid_x - disp[i, ..., 0], grid_y - disp[i, ..., 1], cv2.INTER_LINEAR,
                                 borderMode=cv2.BORDER_REPLICATE)
+            # Where the subject does not cover a pixel the room shows; the camera's gain scales both.
+            *rgb, cover = cv2.split(src)
+            uncovered = 1.0 - cover
             g = gain[t]
-            frame = cv2.transform(src, np.hstack([np.diag(g), np.zeros((3, 1), f32)]))
-            uncovered = np.zeros((3, 5), f32)
-            uncovered[:, 3], uncovered[:, 4] = -g, g
-            frame += cv2.multiply(lit_bg, cv2.transform(src, uncovered))
+            frame = cv2.merge([(rgb[c] + lit_bg[c] * uncovered) * g[c] for c in range(3)])
             if out_size != size:
                 frame = cv2.resize(frame, (out_size, out_size), interpolation=cv2.INTER_LINEAR)
             k, oy, ox = offsets[t]
