@@ -69,7 +69,8 @@ def published_init(params):
         want = jax.tree_util.tree_map(jnp.shape, layers)
         if jax.tree_util.tree_map(jnp.shape, source) != want:
             raise UserError(f"train.init='bp4d-fold1': layer group {group!r} has no published counterpart of "
-                            f"the same shapes (only the default BigSmall widths can start from bp4d-fold1)")
+                            f"the same shapes (only the default BigSmall widths can start from bp4d-fold1; "
+                            f"set train.init=flax or torch)")
         out[group] = jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float32), source)
     return out
 

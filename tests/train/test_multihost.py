@@ -46,7 +46,8 @@ def test_two_processes_end_with_identical_parameters(tiny_synthetic_dataset, tmp
     args = ["--workdir", str(workdir), "--multihost", "--coordinator-address", f"127.0.0.1:{port}",
             "--num-processes", "2", f"dataset.data_dir={str(data_dir)!r}", f"dataset.settings={settings!r}",
             "model.big_filters=(4,4,4,8,8,8)", "model.small_filters=(4,4,4,8)", "model.dense_units=8",
-            "train.batch_clips=4", "train.num_epochs=2", "train.steps_per_epoch=4", "train.checkpoint_every_steps=3",
+            "train.init='flax'", "train.batch_clips=4", "train.num_epochs=2", "train.steps_per_epoch=4",
+            "train.checkpoint_every_steps=3",
             "train.eval_batch_clips=8", "dataset.val_split='validation'", "train.select='best'"]
     procs = [subprocess.Popen([sys.executable, "-c", _DRIVER, str(tmp_path / f"params{i}.npz"), *args,
                                "--process-id", str(i)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
