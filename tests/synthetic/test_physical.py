@@ -12,7 +12,7 @@ from scipy.signal import find_peaks
 from bigsmall_jax import synthetic as sy
 from bigsmall_jax.datasets.recording import AU_NAMES
 from bigsmall_jax.synthetic import physical as ph
-from bigsmall_jax.synthetic import skin, waveforms
+from bigsmall_jax.synthetic import shading, skin, waveforms
 from bigsmall_jax.synthetic.config import rng
 
 # Small, fast settings: 96-pixel frames, 1.2 s.
@@ -68,7 +68,7 @@ def test_rendered_pulse_follows_the_skin_model_and_skips_highlights():
     sp, ident, vp, light, scene = _scene()
     light = _quiet(light)
     size = TINY.frame_size
-    frames = ph.render_physical(scene, _still(2, bvp=[0.0, 1.0]), light, 0.2, rng(0)).astype(float)
+    frames = shading.render_physical(scene, _still(2, bvp=[0.0, 1.0]), light, 0.2, rng(0)).astype(float)
     u, v = _face(vp, size)
     cheeks = (np.abs(np.abs(u) - 0.45) < 0.12) & (np.abs(v - 0.2) < 0.08)
     rel = (frames[1] - frames[0])[cheeks].mean(0) / frames[0][cheeks].mean(0)
@@ -77,7 +77,7 @@ def test_rendered_pulse_follows_the_skin_model_and_skips_highlights():
     np.testing.assert_allclose(rel / rel[1], want / want[1], atol=0.12)  # the colour direction
     # Specular highlights carry no pulse: the pulse's change is the same with the skin's gloss off.
     matte = dataclasses.replace(scene, gloss=np.zeros_like(scene.gloss))
-    frames_matte = ph.render_physical(matte, _still(2, bvp=[0.0, 1.0]), light, 0.2, rng(0)).astype(float)
+    frames_matte = shading.render_physical(matte, _still(2, bvp=[0.0, 1.0]), light, 0.2, rng(0)).astype(float)
     assert np.abs(frames[0] - frames_matte[0]).max() > 5  # highlights exist
     unsaturated = frames.max(axis=(0, 3)) < 250  # a saturated sensor shows no change at all
     np.testing.assert_allclose((frames[1] - frames[0])[unsaturated],
@@ -139,7 +139,7 @@ def test_yaw_turns_the_shading_with_the_head():
     assert nose > cheek > 0 and yaw_flow[0] == 0
     # In the head's own frame (flows off), turned towards the key light (+x) the face brightens.
     still = dataclasses.replace(scene, flows=np.zeros_like(scene.flows))
-    frames = ph.render_physical(still, _still(2, yaw=np.array([-8.0, 8.0])), light, 0.0, rng(0)).astype(float)
+    frames = shading.render_physical(still, _still(2, yaw=np.array([-8.0, 8.0])), light, 0.0, rng(0)).astype(float)
     centre = (np.abs(u) < 0.35) & (np.abs(v) < 0.35)
     assert frames[1][centre].mean() > frames[0][centre].mean() + 5
 
@@ -153,7 +153,7 @@ def test_au_shading_is_relief_under_the_lights():
     diffs = []
     for side in (-1.0, 1.0):
         lit = dataclasses.replace(light, key_dir=ph._unit([side * 0.8, -0.3, 1.0]))
-        f = ph.render_physical(scene, _still(2, au=au), lit, 0.0, rng(0)).astype(float)
+        f = shading.render_physical(scene, _still(2, au=au), lit, 0.0, rng(0)).astype(float)
         diffs.append(f[1] - f[0])
     assert np.abs(diffs[0]).max() > 20  # AU06 shows
     # Relief, not paint: the change depends on where the light comes from.
