@@ -157,12 +157,17 @@ def model_scores(checkpoint: str | os.PathLike, config: SyntheticConfig, sizes: 
     return out
 
 
-def measure(config: SyntheticConfig, split: str = "test") -> dict:
-    """POS scores of every video of the split's subjects, and their summary."""
+def measure(config: SyntheticConfig, split: str = "test", recordings: Sequence[Recording] | None = None) -> dict:
+    """POS scores of every video of the split's subjects, and their summary.
+
+    Args:
+      recordings: the split's videos when already rendered (default: rendered here, one at a time).
+    """
     subjects = subject_splits(config)[split]
     n = len(subjects) * config.videos_per_subject
+    recs = iter_recordings(config, subjects) if recordings is None else recordings
     scores = []
-    for rec in tqdm(iter_recordings(config, subjects), total=n, desc=f"POS on {config.style}", unit="video"):
+    for rec in tqdm(recs, total=n, desc=f"POS on {config.style}", unit="video"):
         scores.append({"name": rec.name, **{k: round(v, 3) for k, v in pos_scores(rec).items()}})
     return {"style": config.style, "split": split, "summary": summarize(scores), "videos": scores}
 
@@ -195,10 +200,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         config = dataclasses.replace(SyntheticConfig(), style=args.style, n_subjects=args.n_subjects,
                                      duration_s=args.duration, frame_size=args.frame_size,
                                      test_fraction=args.test_fraction, val_fraction=0.0)
-    out = measure(config, args.split)
-    if args.published:
+    if args.published:  # both measures read the same videos: rendered once, kept
         recs = list(iter_recordings(config, subject_splits(config)[args.split]))
+        out = measure(config, args.split, recs)
         out["published"] = published_scores(recs, args.published)
+    else:
+        out = measure(config, args.split)
     if args.model:
         out["model"] = model_scores(args.model, config, [int(x) for x in args.sizes.split(",")], args.split)
     print(json.dumps(out, indent=1))
