@@ -100,7 +100,7 @@ def rate_track(rng: np.random.Generator, n: int, fps: float, rate_range: tuple[f
     """
     lo, hi = rate_range
     drift = min(max(drift, 0.0), 0.5 * (hi - lo))
-    base = rng.uniform(lo + drift, hi - drift)
+    base = rng.uniform(lo + drift, hi - drift)  # drawn first either way: typical=None keeps its old stream
     if typical is not None and rng.uniform() < typical[2]:
         base = float(np.clip(rng.normal(typical[0], typical[1]), lo + drift, hi - drift))
     return base + drift * smooth_noise(rng, n, fps, max_hz)

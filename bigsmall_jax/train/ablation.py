@@ -88,7 +88,7 @@ def _literal(value: Any) -> str:
 
 def variant_overrides(variant: str, base) -> tuple[list[str], list[str]]:
     """The overrides that turn config `base` into a run of `variant` (a `NAMED_VARIANTS` name), as
-    (model overrides, loss overrides).
+    (overrides that go before the user's: the model fields and the init; loss overrides that go after).
 
     The model section becomes the variant's fields (keeping `base`'s ``n_segment`` and ``dtype``); only the
     fields that differ from `base` are written. Every variant starts from Flax's init: the published warm
