@@ -31,7 +31,6 @@ from bigsmall_jax.datasets.prepare import open_prepared
 from bigsmall_jax.datasets.tfds_builders import data_source
 from bigsmall_jax.errors import UserError
 from bigsmall_jax.evaluation import metrics, plots
-from bigsmall_jax.figures import new_figure, save_png
 from bigsmall_jax.files import staged_outputs, to_json
 from bigsmall_jax.model import BigSmall, ModelConfig, build_model
 from bigsmall_jax.runtime import Forward
@@ -380,79 +379,6 @@ def format_table(results: Mapping) -> str:
     return "\n".join(lines)
 
 
-def plot_au_f1(results: Mapping, path_png) -> Path:
-    """Bar chart of per-AU F1 (with precision and recall as markers) and the mean F1 as a line.
-
-    Args:
-      results: the metrics of `metrics.evaluate_videos` with ``au_f1``, ``au_precision``, ``au_recall``
-        (dicts by AU name, None where undefined) and ``au_f1_mean``.
-      path_png: output PNG.
-    """
-    names = list(results["au_f1"])
-    f1 = np.array([np.nan if results["au_f1"][a] is None else results["au_f1"][a] for a in names], float)
-    fig = new_figure(max(5.0, 0.55 * len(names) + 1.5), 3.6)
-    ax = fig.add_subplot()
-    x = np.arange(len(names))
-    ax.bar(x, np.nan_to_num(f1), color="tab:blue", alpha=0.8, label="F1")
-    for key, marker in (("au_precision", "v"), ("au_recall", "^")):
-        v = [np.nan if results[key][a] is None else results[key][a] for a in names]
-        ax.plot(x, v, ls="none", marker=marker, color="k", ms=5, label=key.removeprefix("au_"))
-    mean = results.get("au_f1_mean")
-    if mean is not None:
-        ax.axhline(mean, color="tab:red", ls="--", lw=1, label=f"mean F1 {mean:.3f}")
-    ax.set_xticks(x, names, rotation=45)
-    ax.set_ylim(0, 1.05)
-    ax.set_ylabel("score")
-    ax.set_title("AU detection per action unit")
-    ax.legend(fontsize="small", ncols=2, loc="upper right")
-    ax.grid(axis="y", alpha=0.3)
-    return save_png(fig, path_png)
-
-
-def _rate_pairs(per_video: Sequence[Mapping], kind: str) -> tuple[np.ndarray, np.ndarray]:
-    pred, label = [], []
-    for v in per_video:
-        p, y = v.get(f"{kind}_pred"), v.get(f"{kind}_label")
-        if p is None or y is None:
-            continue
-        pred.extend(np.atleast_1d(np.asarray(p, dtype=float)))
-        label.extend(np.atleast_1d(np.asarray(y, dtype=float)))
-    return np.asarray(pred, float), np.asarray(label, float)
-
-
-def save_plots(results: Mapping, predictions: Sequence[Mapping], out_dir: Path, stem: str) -> list[Path]:
-    """Writes the evaluation plots into `out_dir` as ``<stem>_<plot>.png``; returns the paths written.
-
-    Bland-Altman of HR and RR (when some video has both rates), per-AU F1 (when AUs are scored), and the
-    waves and AU activations of the first video (when it has the predictions).
-    """
-    written = []
-    for kind, unit, title in (("hr", "bpm", "Heart rate"), ("rr", "breaths/min", "Respiration rate")):
-        p, y = _rate_pairs(results.get("per_video", []), kind)
-        ok = np.isfinite(p) & np.isfinite(y)
-        if np.any(ok):
-            written.append(plots.bland_altman(p[ok], y[ok], out_dir / f"{stem}_{kind}_bland_altman.png",
-                                              title=f"{title}: Bland-Altman (n = {int(ok.sum())})", units=unit))
-    if results.get("au_f1"):
-        written.append(plot_au_f1(results, out_dir / f"{stem}_au_f1.png"))
-    if predictions:
-        first = predictions[0]
-        vid, fps = first["video_id"], first["fps"]
-        for kind, prefix in (("hr", "bvp"), ("rr", "resp")):
-            if f"{prefix}_pred" in first:
-                try:
-                    written.append(plots.plot_waves(first[f"{prefix}_pred"], first.get(f"{prefix}_label"), fps,
-                                                    out_dir / f"{stem}_waves_{kind}.png", kind=kind,
-                                                    title=f"{vid}: {'pulse' if kind == 'hr' else 'respiration'}"))
-                except UserError as e:  # e.g. a video too short for the band-pass
-                    log.warning("no %s wave plot for video %s: %s", kind, vid, e)
-        if "au_logits" in first:
-            written.append(plots.plot_au_activations(first["au_logits"], first.get("au_label"),
-                                                     out_dir / f"{stem}_au_activations.png", fs=fps,
-                                                     title=f"{vid}: AU activations"))
-    return written
-
-
 # ----------------------------------------------------------------------------------------------------------
 # What ``python -m bigsmall_jax.evaluate`` runs.
 
@@ -491,7 +417,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, dataset: str, data_dir: s
 
 
 def write_results(results: dict, predictions: Sequence[Mapping], output: Path, with_plots: bool = True) -> list[Path]:
-    """Writes the metrics JSON (strict: NaN as null) to `output` and the plots (`save_plots`) beside it.
+    """Writes the metrics JSON (strict: NaN as null) to `output` and the plots (`plots.save_plots`) beside it.
 
     Everything is written into a temporary folder and moved into place at the end, the JSON last
     (`bigsmall_jax.files.staged_outputs`): on failure nothing is left behind. Adds ``plots`` (the PNG
@@ -501,7 +427,7 @@ def write_results(results: dict, predictions: Sequence[Mapping], output: Path, w
       The paths of the plots written.
     """
     with staged_outputs(output.parent) as tmp_dir:
-        plot_paths = save_plots(results, predictions, tmp_dir, output.stem) if with_plots else []
+        plot_paths = plots.save_plots(results, predictions, tmp_dir, output.stem) if with_plots else []
         results["plots"] = [p.name for p in plot_paths]
         (tmp_dir / output.name).write_text(to_json(results, sort_keys=False, allow_nan=False))
     return [output.parent / p.name for p in plot_paths]
@@ -509,5 +435,5 @@ def write_results(results: dict, predictions: Sequence[Mapping], output: Path, w
 
 __all__ = [
     "evaluate_checkpoint", "evaluate_split", "format_table", "load_split", "pad_to_segments",
-    "plot_au_f1", "predict_frames", "predict_videos", "save_plots", "write_results",
+    "predict_frames", "predict_videos", "write_results",
 ]

@@ -1,4 +1,4 @@
-"""Result plots: Bland-Altman and scatter of rates, waves, AU activations and loss curves.
+"""Result plots: Bland-Altman and scatter of rates, waves, AU activations, per-AU F1 and loss curves.
 
 Every function draws on its own figure (`bigsmall_jax.figures.new_figure`) and writes it as a PNG
 atomically (`bigsmall_jax.figures.save_png`).
@@ -7,6 +7,7 @@ atomically (`bigsmall_jax.figures.save_png`).
 from __future__ import annotations
 
 import csv
+import logging
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -19,6 +20,8 @@ from bigsmall_jax.errors import UserError, file_error
 from bigsmall_jax.evaluation import signals
 from bigsmall_jax.evaluation.metrics import rate_errors
 from bigsmall_jax.figures import new_figure, save_png
+
+log = logging.getLogger(__name__)
 
 
 def _paired_rates(pred, label) -> tuple[np.ndarray, np.ndarray]:
@@ -301,3 +304,76 @@ def plot_loss_curves(
         ax.set_visible(False)
     fig.suptitle(title)
     return save_png(fig, path_png)
+
+
+def plot_au_f1(results: Mapping, path_png) -> Path:
+    """Bar chart of per-AU F1 (with precision and recall as markers) and the mean F1 as a line.
+
+    Args:
+      results: the metrics of `metrics.evaluate_videos` with ``au_f1``, ``au_precision``, ``au_recall``
+        (dicts by AU name, None where undefined) and ``au_f1_mean``.
+      path_png: output PNG.
+    """
+    names = list(results["au_f1"])
+    f1 = np.array([np.nan if results["au_f1"][a] is None else results["au_f1"][a] for a in names], float)
+    fig = new_figure(max(5.0, 0.55 * len(names) + 1.5), 3.6)
+    ax = fig.add_subplot()
+    x = np.arange(len(names))
+    ax.bar(x, np.nan_to_num(f1), color="tab:blue", alpha=0.8, label="F1")
+    for key, marker in (("au_precision", "v"), ("au_recall", "^")):
+        v = [np.nan if results[key][a] is None else results[key][a] for a in names]
+        ax.plot(x, v, ls="none", marker=marker, color="k", ms=5, label=key.removeprefix("au_"))
+    mean = results.get("au_f1_mean")
+    if mean is not None:
+        ax.axhline(mean, color="tab:red", ls="--", lw=1, label=f"mean F1 {mean:.3f}")
+    ax.set_xticks(x, names, rotation=45)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("score")
+    ax.set_title("AU detection per action unit")
+    ax.legend(fontsize="small", ncols=2, loc="upper right")
+    ax.grid(axis="y", alpha=0.3)
+    return save_png(fig, path_png)
+
+
+def _rate_pairs(per_video: Sequence[Mapping], kind: str) -> tuple[np.ndarray, np.ndarray]:
+    pred, label = [], []
+    for v in per_video:
+        p, y = v.get(f"{kind}_pred"), v.get(f"{kind}_label")
+        if p is None or y is None:
+            continue
+        pred.extend(np.atleast_1d(np.asarray(p, dtype=float)))
+        label.extend(np.atleast_1d(np.asarray(y, dtype=float)))
+    return np.asarray(pred, float), np.asarray(label, float)
+
+
+def save_plots(results: Mapping, predictions: Sequence[Mapping], out_dir: Path, stem: str) -> list[Path]:
+    """Writes the evaluation plots into `out_dir` as ``<stem>_<plot>.png``; returns the paths written.
+
+    Bland-Altman of HR and RR (when some video has both rates), per-AU F1 (when AUs are scored), and the
+    waves and AU activations of the first video (when it has the predictions).
+    """
+    written = []
+    for kind, unit, title in (("hr", "bpm", "Heart rate"), ("rr", "breaths/min", "Respiration rate")):
+        p, y = _rate_pairs(results.get("per_video", []), kind)
+        ok = np.isfinite(p) & np.isfinite(y)
+        if np.any(ok):
+            written.append(bland_altman(p[ok], y[ok], out_dir / f"{stem}_{kind}_bland_altman.png",
+                                        title=f"{title}: Bland-Altman (n = {int(ok.sum())})", units=unit))
+    if results.get("au_f1"):
+        written.append(plot_au_f1(results, out_dir / f"{stem}_au_f1.png"))
+    if predictions:
+        first = predictions[0]
+        vid, fps = first["video_id"], first["fps"]
+        for kind, prefix in (("hr", "bvp"), ("rr", "resp")):
+            if f"{prefix}_pred" in first:
+                try:
+                    written.append(plot_waves(first[f"{prefix}_pred"], first.get(f"{prefix}_label"), fps,
+                                                    out_dir / f"{stem}_waves_{kind}.png", kind=kind,
+                                                    title=f"{vid}: {'pulse' if kind == 'hr' else 'respiration'}"))
+                except UserError as e:  # e.g. a video too short for the band-pass
+                    log.warning("no %s wave plot for video %s: %s", kind, vid, e)
+        if "au_logits" in first:
+            written.append(plot_au_activations(first["au_logits"], first.get("au_label"),
+                                                     out_dir / f"{stem}_au_activations.png", fs=fps,
+                                                     title=f"{vid}: AU activations"))
+    return written

@@ -16,7 +16,7 @@ What a workdir holds::
     best/             the best validation epoch's model (train.select="best" only)
     model/            the tested model (`bigsmall_jax.checkpoints.load_checkpoint(WORKDIR)` loads it)
     metrics.json      the test metrics (`bigsmall_jax.evaluation.metrics.evaluate_videos`) + run information
-    test_*.png        evaluation plots (`bigsmall_jax.evaluation.evaluate.save_plots`)
+    test_*.png        evaluation plots (`bigsmall_jax.evaluation.plots.save_plots`)
 
 A workdir must be new, empty, or a run's own with the same config (`bigsmall_jax.train.workdir`): one
 holding other files, or a run of another config, is refused before any work.

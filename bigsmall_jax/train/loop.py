@@ -29,7 +29,7 @@ from bigsmall_jax.datasets import tfds_builders
 from bigsmall_jax.datasets.device_batch import device_big, pack_batch
 from bigsmall_jax.datasets.input_pipeline import make_loader, restore_iterator
 from bigsmall_jax.errors import UserError
-from bigsmall_jax.evaluation import evaluate
+from bigsmall_jax.evaluation import evaluate, plots
 from bigsmall_jax.files import write_json_atomic
 from bigsmall_jax.model import BigSmall, ModelConfig, build_model
 from bigsmall_jax.train import losses as losses_lib
@@ -477,7 +477,7 @@ def test_model(model: BigSmall, variables, builder, config, out_dir: Path | None
                                                    progress=jax.process_index() == 0 and None)
     if out_dir is not None:
         try:
-            evaluate.save_plots(results, predictions, out_dir, "test")
+            plots.save_plots(results, predictions, out_dir, "test")
         except UserError as e:
             log.warning("no test plots: %s", e)
     return results

@@ -15,7 +15,8 @@ from bigsmall_jax.datasets import tfds_builders
 from bigsmall_jax.datasets.recording import AU_NAMES
 from bigsmall_jax.evaluate import main as evaluate_main
 from bigsmall_jax.evaluation import metrics
-from bigsmall_jax.evaluation.evaluate import evaluate_split, format_table, plot_au_f1, predict_videos
+from bigsmall_jax.evaluation.evaluate import evaluate_split, format_table, predict_videos
+from bigsmall_jax.evaluation.plots import plot_au_f1
 
 DATA = Path(__file__).parents[1] / "data"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
