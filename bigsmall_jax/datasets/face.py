@@ -1,6 +1,6 @@
 """Face geometry: the Haar-cascade face box, its enlargement to a square inside the frame, and cropping.
 
-`bigsmall_jax.datasets.preprocess.face_boxes` chooses which frames to detect on (the paper's recipe);
+`bigsmall_jax.datasets.face_boxes` chooses which frames to detect on (the paper's recipe);
 these are the per-frame pieces it and inference use.
 """
 

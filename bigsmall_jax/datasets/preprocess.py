@@ -4,7 +4,7 @@ Recipe (checked bit-exactly against ``tests/data/preprocess_golden.npz``, made w
 PyTorch code):
 
 1. Face crop: a Haar-cascade face box, enlarged by `PreprocessConfig.enlarge` about its centre, made
-   square and kept inside the frame (`face_boxes`).
+   square and kept inside the frame (`bigsmall_jax.datasets.face_boxes`).
 2. Each cropped **uint8** frame is resized to ``big_size`` x ``big_size`` with OpenCV ``INTER_AREA``.
    Resizing the uint8 frames (OpenCV rounds the result to integers) reproduces the golden arrays to
    0.0 abs error; resizing float frames is off by up to 0.017 (Big) and 0.074 (Small), so uint8 it is.
@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
 
 import cv2
 import numpy as np
 from tqdm import tqdm
 
-from bigsmall_jax.datasets.face import NoFaceError, crop_frames, detect_face_box, enlarge_box, toolbox_face_box
+from bigsmall_jax.datasets.face import crop_frames
+from bigsmall_jax.datasets.face_boxes import face_boxes
 from bigsmall_jax.datasets.recording import AU_NAMES, Recording
 from bigsmall_jax.errors import UserError, file_error
 
@@ -82,107 +82,6 @@ class PreprocessConfig:
                 raise UserError(f"PreprocessConfig.{name} must be >= 1, got {getattr(self, name)!r}")
         if not self.enlarge > 0:
             raise UserError(f"PreprocessConfig.enlarge must be > 0, got {self.enlarge!r}")
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Face boxes.
-
-
-def face_boxes(
-    frames: np.ndarray,
-    config: PreprocessConfig,
-    source: str = "",
-    known_box: Sequence[int] | None = None,
-) -> np.ndarray:
-    """The crop box of every frame.
-
-    Args:
-      frames: (T, H, W, 3) uint8 RGB.
-      config: `face_crop`, `crop_every` and `enlarge` are used.
-      source: file name for error messages.
-      known_box: (x, y, w, h) tight face box for ``face_crop="box"`` (e.g. `Recording.face_box`); it is
-        enlarged and squared like a detected one.
-
-    Returns:
-      (T, 4) int64 (x, y, w, h) per frame, after enlarge / square / clamp (``"none"``: the whole frame).
-
-    Raises:
-      UserError: no face (``"first"``: in frame 0; ``"every"``/``"median"``: in none of the detection
-        frames; a detection frame without a face reuses the nearest successful detection, with a warning),
-        or ``"box"`` without a known box.
-    """
-    t, h, w = frames.shape[:3]
-    if config.face_crop in ("every", "median"):
-        found = {i: box for i in detection_frames(t, config)
-                 if (box := detect_enlarged(frames[i], i, config, source)) is not None}
-    else:
-        found = {0: first_box(frames[0], config, source, known_box)}
-    return boxes_from_detections(found, t, h, w, config, source)
-
-
-def detection_frames(t: int, config: PreprocessConfig) -> range:
-    """The frames the face is detected on in modes "every" and "median": every `crop_every` from 0."""
-    return range(0, t, config.crop_every)
-
-
-def detect_enlarged(frame: np.ndarray, index: int, config: PreprocessConfig,
-                    source: str = "") -> tuple[int, int, int, int] | None:
-    """The enlarged, squared box of the face in one detection frame ("every" / "median"), or None (with a
-    warning) when the cascade finds none."""
-    h, w = frame.shape[:2]
-    try:
-        return enlarge_box(detect_face_box(frame, source, index), config.enlarge, h, w)
-    except NoFaceError:
-        log.warning("%s: no face in frame %d; using the nearest detection", source or "<frames>", index)
-        return None
-
-
-def first_box(frame: np.ndarray, config: PreprocessConfig, source: str = "",
-              known_box: Sequence[int] | None = None) -> tuple[int, int, int, int]:
-    """The one box of modes "none" (the whole frame), "box" (`known_box` enlarged) and "first" (detected on
-    `frame`, frame 0)."""
-    h, w = frame.shape[:2]
-    if config.face_crop == "none":
-        return 0, 0, w, h
-    if config.face_crop == "box":
-        if known_box is None:
-            raise file_error(source or "<frames>", "face_crop='box' but the recording has no face_box")
-        return enlarge_box(known_box, config.enlarge, h, w)
-    if config.face_crop == "toolbox":
-        return toolbox_face_box(frame, config.enlarge, source)
-    return enlarge_box(detect_face_box(frame, source, 0), config.enlarge, h, w)
-
-
-def boxes_from_detections(found: dict[int, tuple[int, int, int, int]], t: int, h: int, w: int,
-                          config: PreprocessConfig, source: str = "") -> np.ndarray:
-    """The (T, 4) int64 crop boxes from the boxes found on the detection frames.
-
-    Args:
-      found: {frame index: enlarged box} for the detection frames where a face was found ("every",
-        "median"), or {0: `first_box`} for the other modes.
-      t, h, w: frames, height and width of the video.
-      config: `face_crop` and `crop_every` are used.
-
-    Raises:
-      UserError: "every" / "median" with no face on any detection frame.
-    """
-    mode = config.face_crop
-    if mode not in ("every", "median"):
-        return np.tile(np.array(found[0], np.int64), (t, 1))
-    starts = list(detection_frames(t, config))
-    if not found:
-        raise NoFaceError(f"{source or '<frames>'}: no face found in any of frames {starts[:5]}"
-                          f"{'...' if len(starts) > 5 else ''} (every {config.crop_every})")
-    keys = np.array(sorted(found))
-    if mode == "median":
-        med = np.median(np.array([found[k] for k in keys], np.float64), axis=0)
-        box = enlarge_box(med, 1.0, h, w)  # squared / clamped again after the median
-        return np.tile(np.array(box, np.int64), (t, 1))
-    out = np.empty((t, 4), np.int64)
-    for i in starts:
-        nearest = int(keys[np.argmin(np.abs(keys - i))])
-        out[i : i + config.crop_every] = found[nearest]
-    return out
 
 
 def _resize_stack(frames, size: int) -> np.ndarray:

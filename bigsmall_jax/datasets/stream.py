@@ -8,7 +8,7 @@ memory the same way):
 
 1. face boxes: frame 0 for the modes with one box ("first", "none", "box"); for "every" and "median" a
    whole pass that runs the detector on every ``crop_every``-th frame. The boxes come from the same
-   functions as `preprocess.face_boxes` (`detect_enlarged`, `first_box`, `boxes_from_detections`);
+   functions as `face_boxes.face_boxes` (`detect_enlarged`, `first_box`, `boxes_from_detections`);
 2. statistics: a pass that crops and resizes every frame to the Big size and feeds
    `preprocess.VideoStatistics`, the running sums `preprocess_recording` uses, accumulated over the same
    blocks of frames, so the mean and the two stds are the same bits;
@@ -29,16 +29,8 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from bigsmall_jax.datasets.preprocess import (
-    PreprocessConfig,
-    VideoStatistics,
-    boxes_from_detections,
-    crop_resize_u8,
-    detect_enlarged,
-    detection_frames,
-    first_box,
-    small_frames,
-)
+from bigsmall_jax.datasets.face_boxes import boxes_from_detections, detect_enlarged, detection_frames, first_box
+from bigsmall_jax.datasets.preprocess import PreprocessConfig, VideoStatistics, crop_resize_u8, small_frames
 from bigsmall_jax.datasets.video_io import ArrayFrames, VideoFrames
 
 log = logging.getLogger(__name__)
@@ -124,7 +116,7 @@ def scan_video(frames: VideoFrames | ArrayFrames, config: PreprocessConfig, sour
       progress: tqdm bars (None: only on a terminal).
 
     Raises:
-      UserError: as `preprocess.face_boxes`, and as the source's `blocks`.
+      UserError: as `face_boxes.face_boxes`, and as the source's `blocks`.
     """
     source = source or str(frames.path)
     found, frame0, t = _detect(frames, config, source, block_frames, known_box, progress)

@@ -5,7 +5,7 @@ The whole pipeline of the paper, on a video file (anything FFmpeg decodes) or a 
 1. the frames, decoded in blocks (`video_io.VideoFrames` for a file, `video_io.ArrayFrames` for frames in
    memory); the frame rate from the file unless given;
 2. face crop (OpenCV's Haar cascade on the first frame by default, enlarged 1.5x and squared, the paper's
-   recipe; `preprocess.face_boxes`' logic), or the whole frame when the video is already a face crop;
+   recipe; `face_boxes.face_boxes`' logic), or the whole frame when the video is already a face crop;
 3. the crops resized to the model's Big size (INTER_AREA), then Big (standardized) and Small
    (diff-normalized) frames with the statistics of the whole video (`datasets.stream`: a statistics pass,
    then a pass that feeds the model), equal to `preprocess.preprocess_recording`'s;

@@ -10,6 +10,7 @@ import pytest
 from face_drawing import draw_face
 
 from bigsmall_jax.datasets import face
+from bigsmall_jax.datasets import face_boxes as fb
 from bigsmall_jax.datasets import preprocess as pp
 from bigsmall_jax.datasets.recording import Recording
 from bigsmall_jax.errors import UserError
@@ -142,9 +143,9 @@ def test_detect_face_box_finds_cartoon_face():
 def test_no_face_is_user_error_naming_file_and_frame():
     frames = np.full((3, 64, 64, 3), 128, np.uint8)
     with pytest.raises(UserError, match=r"clip\.mp4.*frame 0"):
-        pp.face_boxes(frames, pp.PreprocessConfig(face_crop="first"), source="clip.mp4")
+        fb.face_boxes(frames, pp.PreprocessConfig(face_crop="first"), source="clip.mp4")
     with pytest.raises(UserError, match=r"clip\.mp4"):
-        pp.face_boxes(frames, pp.PreprocessConfig(face_crop="every", crop_every=1), source="clip.mp4")
+        fb.face_boxes(frames, pp.PreprocessConfig(face_crop="every", crop_every=1), source="clip.mp4")
 
 
 def _moving_face_video():
@@ -156,8 +157,8 @@ def _moving_face_video():
 def test_face_boxes_modes():
     video = _moving_face_video()
     t, h, w = video.shape[:3]
-    first = pp.face_boxes(video, pp.PreprocessConfig(face_crop="first"))
-    every = pp.face_boxes(video, pp.PreprocessConfig(face_crop="every", crop_every=3))
+    first = fb.face_boxes(video, pp.PreprocessConfig(face_crop="first"))
+    every = fb.face_boxes(video, pp.PreprocessConfig(face_crop="every", crop_every=3))
     assert first.shape == (6, 4) and np.all(first == first[0])
     assert np.all(every[:3] == first[0])
     centre = every[:, 0] + every[:, 2] / 2
@@ -165,14 +166,14 @@ def test_face_boxes_modes():
     for b in every:  # square, 1.5 x the detector's box, inside the frame
         assert b[2] == b[3] and b[0] >= 0 and b[1] >= 0 and b[0] + b[2] <= w and b[1] + b[3] <= h
         assert 1.3 * 90 < b[2] < 1.5 * 130
-    median = pp.face_boxes(video, pp.PreprocessConfig(face_crop="median", crop_every=1))
+    median = fb.face_boxes(video, pp.PreprocessConfig(face_crop="median", crop_every=1))
     assert np.all(median == median[0]) and abs(median[0, 0] + median[0, 2] / 2 - 160) < 12
-    none = pp.face_boxes(video, pp.PreprocessConfig(face_crop="none"))
+    none = fb.face_boxes(video, pp.PreprocessConfig(face_crop="none"))
     assert np.all(none == [0, 0, w, h])
-    known = pp.face_boxes(video, pp.PreprocessConfig(face_crop="box", enlarge=2.0), known_box=(10, 20, 30, 40))
+    known = fb.face_boxes(video, pp.PreprocessConfig(face_crop="box", enlarge=2.0), known_box=(10, 20, 30, 40))
     assert np.all(known == [0, 0, 80, 80])  # centre (25, 40), side 80, shifted into the frame
     with pytest.raises(UserError, match="face_box"):
-        pp.face_boxes(video, pp.PreprocessConfig(face_crop="box"), source="v.mp4")
+        fb.face_boxes(video, pp.PreprocessConfig(face_crop="box"), source="v.mp4")
 
 
 def test_crop_frames_views_and_lists():
