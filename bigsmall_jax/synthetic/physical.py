@@ -52,8 +52,6 @@ RELIEF_DEPTH = 0.02  # face half-widths of relief per unit of AU relative shadin
 # per-frame JPEG quality is drawn in [lo, hi).
 LOSSLESS_SHARE = 0.4
 JPEG_QUALITY = (75, 96)
-# The classic AUs are drawn exaggerated (au_strength 1); physical faces move and fold three quarters as far.
-AU_SCALE = 0.75
 RELIEF_FLOOR = 1e-4  # smallest normal or cavity change per unit AU that is kept
 # Frames larger than this are lit at this size and resized before the camera's noise and JPEG: the model
 # reads a 144-pixel crop of 1.5 face boxes, which a 320-pixel rendering already resolves, and the cost of
@@ -270,7 +268,7 @@ def build_physical_scene(sp: SubjectParams, ident: Identity, vp: VideoParams, fr
     reliefs = np.zeros((N_AU, size, size))
     au_in = AuInputs(grid=grid, subject=sp, base=albedo, skin_rgb=look.face_rgb * 0.97,
                      shading=np.ones_like(u), lips=lips, mouth_v=mouth_v)
-    draw_aus(albedo_deltas, flows, au_in, strength=AU_SCALE * au_strength, reliefs=reliefs)
+    draw_aus(albedo_deltas, flows, au_in, strength=au_strength, reliefs=reliefs)
     relief_deltas = np.zeros((N_AU, size, size, 4))
     for k in range(N_AU):
         relief_deltas[k, ..., :3] = head.relief_normals(RELIEF_DEPTH * grid.a * reliefs[k])

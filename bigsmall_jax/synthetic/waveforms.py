@@ -62,7 +62,11 @@ AU_GROUPS: tuple[tuple[tuple[str, ...], float], ...] = (
 AU_EXCLUSIVE = ("AU12", "AU15")  # the second is suppressed while the first is active
 
 EPISODE_LABEL_S = (1.0, 4.0)  # duration with intensity above threshold, uniform
-EPISODE_RAMP_S = (0.3, 1.0)  # onset and offset durations, uniform
+# Onset and offset durations, uniform in [lo, hi): spontaneous expressions rise in about half a second to a
+# second and fade more slowly. Faster ramps put the AUs' shading changes into the pulse band (0.7-3 Hz),
+# where at 0.3-1 s they were four times the pulse's colour change on the cheeks.
+EPISODE_ONSET_S = (0.5, 1.2)
+EPISODE_OFFSET_S = (0.8, 2.0)
 EPISODE_APEX = (0.8, 1.0)  # apex intensity, uniform
 _MIN_GAP_S = 1.0  # between the label periods of one source; keeps its episodes apart
 
@@ -209,7 +213,7 @@ def episodes(rng: np.random.Generator, duration_s: float, occupancy: float) -> l
     out = []
     while t < duration_s:
         label = rng.uniform(*EPISODE_LABEL_S)
-        onset, offset = rng.uniform(*EPISODE_RAMP_S, size=2)
+        onset, offset = rng.uniform(*zip(EPISODE_ONSET_S, EPISODE_OFFSET_S, strict=True))
         apex = rng.uniform(*EPISODE_APEX)
         frac = _above_fraction(apex)
         hold = max(label - frac * (onset + offset), 0.0)

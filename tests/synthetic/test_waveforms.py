@@ -69,3 +69,19 @@ def test_rate_track_typical_rates():
     assert 0.03 < np.mean(mixed > 120.0) < 0.08
     uniform = np.array([wf.rate_track(rng, 50, 25.0, (lo, hi), 0.0, 0.05)[0] for _ in range(2000)])
     assert abs(uniform.mean() - 97.5) < 2.0
+
+
+def test_au_ramps_stay_out_of_the_pulse_band():
+    """Onsets and offsets last `EPISODE_ONSET_S` / `EPISODE_OFFSET_S` (offsets slower), so an AU track keeps
+    about 1% of its variance in the pulse band, 0.7-3 Hz (with 0.3-1 s ramps: 2.2%)."""
+    rng = np.random.default_rng(1)
+    eps = wf.episodes(rng, 2000.0, 0.3)
+    onsets, offsets = np.array([e.onset for e in eps]), np.array([e.offset for e in eps])
+    assert wf.EPISODE_ONSET_S[0] <= onsets.min() and onsets.max() < wf.EPISODE_ONSET_S[1]
+    assert wf.EPISODE_OFFSET_S[0] <= offsets.min() and offsets.max() < wf.EPISODE_OFFSET_S[1]
+    assert np.median(offsets) > np.median(onsets) + 0.3
+    x = np.concatenate([wf.au_intensities(rng, 25 * 600, 25.0) for _ in range(2)])
+    power = np.abs(np.fft.rfft(x - x.mean(0), axis=0)) ** 2
+    f = np.fft.rfftfreq(len(x), 1 / 25.0)
+    band = (f >= 0.7) & (f <= 3.0)
+    assert np.mean(power[band].sum(0) / power[1:].sum(0)) < 0.013

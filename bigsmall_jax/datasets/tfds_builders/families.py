@@ -53,12 +53,14 @@ class BigsmallSynthetic(BigSmallBuilder):
     DESCRIPTION = "Synthetic BigSmall clips (bigsmall_jax.synthetic), split by subject."
     # The data is the generator's output: a new version whenever its videos change, so that data built
     # by an earlier generator (same settings, other videos) is not read back.
-    VERSION = tfds.core.Version("1.1.0")
+    VERSION = tfds.core.Version("1.2.0")
     RELEASE_NOTES = {
         **BigSmallBuilder.RELEASE_NOTES,
         "1.1.0": "Physical style: AUs at three quarters of the classic strength, 40% lossless recordings and "
                  "JPEG 75-95, resting heart and breathing rates for 80% of videos, frames above 320 pixels lit "
                  "at 320.",
+        "1.2.0": "AU onsets 0.5-1.2 s and offsets 0.8-2 s (were 0.3-1 s both); physical style: AUs at the "
+                 "classic strength.",
     }
     BUILDER_CONFIGS = [
         BigSmallConfig(name="default", face_crop="box",
