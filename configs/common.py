@@ -54,6 +54,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.eval_batch_clips = 16
     c.train.init = "torch"  # "torch": PyTorch's default init, as the paper trained; "flax": Flax's defaults
     c.train.per_clip_dropout = True  # dropout keys per clip: results do not depend on the device count
+    c.train.hflip = False  # mirror half the training clips left to right (not in the paper's recipe)
 
     c.loss = ml_collections.ConfigDict()
     c.loss.au_weight = 1.0

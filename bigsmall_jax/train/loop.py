@@ -154,7 +154,8 @@ def _setup_run(config: ml_collections.ConfigDict, workdir: Path, hooks: Hooks) -
     starts = {t: int(round(float(config.loss[f"{t}_start"]) * total_steps)) for t in losses_lib.TASKS}
     step_fn = make_train_step(model, schedule, seed=int(config.seed), task_weights=weights, au_pos_weight=pos_weight,
                               pcgrad=bool(config.loss.pcgrad), per_clip_dropout=bool(config.train.per_clip_dropout),
-                              task_start_steps=starts, nan_at_step=hooks.nan_at_step)
+                              task_start_steps=starts, hflip=bool(config.train.hflip),
+                              nan_at_step=hooks.nan_at_step)
     primary = jax.process_index() == 0
     workdir.mkdir(parents=True, exist_ok=True)
     lock = WorkdirLock(workdir).acquire() if primary else None  # a second trainer on this workdir stops here

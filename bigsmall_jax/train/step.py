@@ -34,24 +34,51 @@ def _apply_per_clip(model: BigSmall, params, big, small, keys):
     return {k: v.reshape(n * t, *v.shape[2:]) for k, v in out.items()}
 
 
-def _make_forward(model: BigSmall, per_clip_dropout: bool, axis_name: str) -> Callable:
+def hflip_clips(big: jax.Array, small: jax.Array, flips: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Mirrors the frames of the clips where `flips` is true, left to right.
+
+    Args:
+      big: (N*T or N, H, W, C) Big frames. small: (N*T, S, S, C) Small frames. flips: (N,) bool, per clip.
+
+    Returns:
+      (big, small) of the same shapes. The labels do not change: the 12 AUs are bilateral and the pulse
+      and breathing waves do not depend on the side of the face.
+    """
+    n = flips.shape[0]
+
+    def apply(x):
+        f = jnp.repeat(flips, x.shape[0] // n)[:, None, None, None]
+        return jnp.where(f, x[:, :, ::-1], x)
+
+    return apply(big), apply(small)
+
+
+_FLIP_STREAM = 2**31 - 2  # fold_in index of the flips' key (dropout keys use the clip indices)
+
+
+def _make_forward(model: BigSmall, per_clip_dropout: bool, axis_name: str, hflip: bool = False) -> Callable:
     """``forward(params, batch, step_key) -> outputs`` in training mode.
 
     Per-clip dropout draws clip c's key as ``fold_in(step_key, c)`` with c the global clip index (the
     device's first clip is ``axis_index * clips per device``), so outputs do not depend on the device
-    count; otherwise one key per device, ``fold_in(step_key, axis_index)``.
+    count; otherwise one key per device, ``fold_in(step_key, axis_index)``. With `hflip`, clip c is
+    mirrored with probability 1/2, drawn from ``fold_in(fold_in(step_key, _FLIP_STREAM), c)``.
     """
     t = model.config.n_segment
 
     def forward(params, batch, step_key):
         device = jax.lax.axis_index(axis_name)
         big = device_big(batch)  # uint8 frames standardized here, on the device
+        small = batch["small"]
+        n_clips = small.shape[0] // t
+        clips = device * n_clips + jnp.arange(n_clips)
+        if hflip:
+            flip_keys = jax.vmap(jax.random.fold_in, (None, 0))(jax.random.fold_in(step_key, _FLIP_STREAM), clips)
+            big, small = hflip_clips(big, small, jax.vmap(jax.random.bernoulli)(flip_keys))
         if per_clip_dropout:
-            n_clips = batch["small"].shape[0] // t
-            clips = device * n_clips + jnp.arange(n_clips)
             keys = jax.vmap(jax.random.fold_in, (None, 0))(step_key, clips)
-            return _apply_per_clip(model, params, big, batch["small"], keys)
-        return model.apply({"params": params}, big, batch["small"], train=True,
+            return _apply_per_clip(model, params, big, small, keys)
+        return model.apply({"params": params}, big, small, train=True,
                            rngs={"dropout": jax.random.fold_in(step_key, device)})
 
     return forward
@@ -80,8 +107,8 @@ def _summed_gradients(task_losses: Callable, params, weights: Mapping[str, jax.A
 
 def make_train_step(model: BigSmall, schedule: optax.Schedule, *, seed: int, task_weights: Mapping[str, float],
                     au_pos_weight=None, pcgrad: bool = False, per_clip_dropout: bool = True,
-                    task_start_steps: Mapping[str, int] | None = None, nan_at_step: int = -1,
-                    axis_name: str = AXIS):
+                    task_start_steps: Mapping[str, int] | None = None, hflip: bool = False,
+                    nan_at_step: int = -1, axis_name: str = AXIS):
     """The per-device training step, to be wrapped in ``jax.pmap(..., axis_name=axis_name)``.
 
     Args:
@@ -94,6 +121,7 @@ def make_train_step(model: BigSmall, schedule: optax.Schedule, *, seed: int, tas
       per_clip_dropout: dropout keys per global clip index (device-count invariant) rather than per device.
       task_start_steps: {task: step}: the task's loss has weight 0 before that step (a curriculum; default:
         every task from step 0). Its loss is still computed and logged.
+      hflip: mirror each clip left to right with probability 1/2 (`hflip_clips`), per global clip index.
       nan_at_step: fault injection (tests); the loss of that step is multiplied by NaN.
       axis_name: the pmap axis.
 
@@ -111,7 +139,7 @@ def make_train_step(model: BigSmall, schedule: optax.Schedule, *, seed: int, tas
     heads = [h for h, _ in model.config.heads]
     base_weights = {h: float(task_weights.get(h, 1.0)) for h in heads}
     starts = {h: int((task_start_steps or {}).get(h, 0)) for h in heads}
-    forward = _make_forward(model, per_clip_dropout, axis_name)
+    forward = _make_forward(model, per_clip_dropout, axis_name, hflip)
 
     def step(state: TrainState, batch: Mapping[str, jax.Array]):
         if is_packed(batch):

@@ -1,4 +1,4 @@
-"""The pmapped train step: PyTorch parity, 1 device == 4 devices, the task curriculum."""
+"""The pmapped train step: PyTorch parity, 1 device == 4 devices, the task curriculum, mirrored clips."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from bigsmall_jax.model import build_model
 from bigsmall_jax.train import optim
 from bigsmall_jax.train.parallel import AXIS, replicate, shard_batch, unreplicate
 from bigsmall_jax.train.state import create_train_state
-from bigsmall_jax.train.step import make_train_step
+from bigsmall_jax.train.step import hflip_clips, make_train_step
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -51,7 +51,7 @@ _EQUIVALENCE_SCRIPT = textwrap.dedent("""
     from bigsmall_jax.model import ModelConfig, build_model
     from bigsmall_jax.train.parallel import AXIS, replicate, shard_batch, unreplicate
     from bigsmall_jax.train.state import create_train_state
-    from bigsmall_jax.train.step import make_train_step
+    from bigsmall_jax.train.step import hflip_clips, make_train_step
     assert jax.local_device_count() == 4, jax.devices()
     model = build_model(ModelConfig(big_filters=(4, 4, 4, 8, 8, 8), small_filters=(4, 4, 4, 8), dense_units=8))
     schedule = optim.make_schedule("warmup_cosine", 1e-2, 4, warmup_steps=1)
@@ -72,7 +72,7 @@ _EQUIVALENCE_SCRIPT = textwrap.dedent("""
         tx = optim.make_optimizer(schedule)
         state = replicate(create_train_state(model, tx, 0), devices)
         step = jax.pmap(make_train_step(model, schedule, seed=3, task_weights={"bvp": 2.0},
-                                        au_pos_weight=tuple(np.linspace(0.5, 3, 12))),
+                                        au_pos_weight=tuple(np.linspace(0.5, 3, 12)), hflip=True),
                         axis_name=AXIS, devices=devices, donate_argnums=(0,))
         losses = []
         for b in batches:
@@ -86,7 +86,8 @@ _EQUIVALENCE_SCRIPT = textwrap.dedent("""
 
 
 def test_one_device_equals_four_devices_with_dropout():
-    """Dropout on: per-clip keys make the run independent of the device split (up to summation order)."""
+    """Dropout and mirrored clips on: per-clip keys make the run independent of the device split (up to
+    summation order)."""
     proc = subprocess.run([sys.executable, "-c", _EQUIVALENCE_SCRIPT], capture_output=True, text=True, timeout=300,
                           env=subprocess_env(XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu"))
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -118,3 +119,42 @@ def test_task_curriculum_switches_losses_on_at_their_start_step():
     bvp_head.append(np.asarray(unreplicate(state).params["bvp"]["fc2"]["kernel"]))
     np.testing.assert_array_equal(bvp_head[0], bvp_head[2])  # no bvp gradient in steps 0 and 1
     assert not np.allclose(bvp_head[2], bvp_head[3])
+
+
+def test_hflip_clips_mirrors_the_chosen_clips_only():
+    rng = np.random.default_rng(0)
+    big = rng.normal(size=(6, 144, 144, 3)).astype(np.float32)  # 2 clips of 3 frames
+    small = rng.normal(size=(6, 9, 9, 3)).astype(np.float32)
+    got_big, got_small = hflip_clips(big, small, np.array([False, True]))
+    np.testing.assert_array_equal(got_big[:3], big[:3])
+    np.testing.assert_array_equal(got_big[3:], big[3:, :, ::-1])
+    np.testing.assert_array_equal(got_small[3:], small[3:, :, ::-1])
+    first_only = hflip_clips(big[::3], small, np.array([True, False]))[0]  # Big frames: first of each clip
+    np.testing.assert_array_equal(first_only, np.stack([big[0, :, ::-1], big[3]]))
+
+
+def test_hflip_step_trains_on_a_mirrored_batch():
+    """With ``hflip`` a step's loss is the plain step's loss on one of the 4 ways of mirroring 2 clips, and
+    over steps the flips change (more than one of the 4 is hit)."""
+    model, batch = narrow_model_and_batch(6, seed=2)
+
+    def stepper(hflip):
+        return jax.pmap(make_train_step(model, optax.constant_schedule(0.0), seed=0, task_weights={}, hflip=hflip),
+                        axis_name=AXIS, devices=jax.devices()[:1])
+
+    state = replicate(create_train_state(model, optax.sgd(0.0), 0), jax.devices()[:1])
+    plain, mirrored = stepper(False), stepper(True)
+    variants = []
+    for flips in ((False, False), (False, True), (True, False), (True, True)):
+        b = dict(batch)
+        b["big"], b["small"] = (np.asarray(x) for x in hflip_clips(batch["big"], batch["small"], np.array(flips)))
+        variants.append(float(plain(state, shard_batch(b, 1, 3))[1]["loss"][0]))
+    assert len({round(v, 5) for v in variants}) == 4  # mirroring changes the loss
+    hit = set()
+    for _ in range(6):  # the learning rate is 0: only the step number (the flips' key) changes
+        state, m = mirrored(state, shard_batch(batch, 1, 3))
+        got = float(m["loss"][0])
+        match = [i for i, v in enumerate(variants) if abs(got - v) < 1e-5 * abs(v)]
+        assert len(match) == 1, (got, variants)
+        hit.add(match[0])
+    assert len(hit) > 1
