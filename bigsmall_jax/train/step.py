@@ -68,13 +68,14 @@ def _make_forward(model: BigSmall, per_clip_dropout: bool, axis_name: str, hflip
 
     def forward(params, batch, step_key):
         device = jax.lax.axis_index(axis_name)
-        big = device_big(batch)  # uint8 frames standardized here, on the device
         small = batch["small"]
         n_clips = small.shape[0] // t
         clips = device * n_clips + jnp.arange(n_clips)
-        if hflip:
+        if hflip:  # on the uint8 frames: a mirrored frame has the same mean and std
             flip_keys = jax.vmap(jax.random.fold_in, (None, 0))(jax.random.fold_in(step_key, _FLIP_STREAM), clips)
-            big, small = hflip_clips(big, small, jax.vmap(jax.random.bernoulli)(flip_keys))
+            raw_big, small = hflip_clips(batch["big"], small, jax.vmap(jax.random.bernoulli)(flip_keys))
+            batch = {**batch, "big": raw_big}
+        big = device_big(batch)  # uint8 frames standardized here, on the device
         if per_clip_dropout:
             keys = jax.vmap(jax.random.fold_in, (None, 0))(step_key, clips)
             return _apply_per_clip(model, params, big, small, keys)
@@ -114,7 +115,8 @@ def make_train_step(model: BigSmall, schedule: optax.Schedule, *, seed: int, tas
     Args:
       model: the module; ``model.apply`` runs it.
       schedule: learning rate per step (only logged; the optimizer in the state has its own copy).
-      seed: randomness of step s and clip c is ``fold_in(fold_in(PRNGKey(seed), s + 1), c)``.
+      seed: randomness of step s and clip c is ``fold_in(fold_in(PRNGKey(seed), s + 1), c)`` (dropout) and
+        ``fold_in(fold_in(fold_in(PRNGKey(seed), s + 1), _FLIP_STREAM), c)`` (mirroring, `hflip`).
       task_weights: {"au", "bvp", "resp": weight} of the total loss.
       au_pos_weight: (n_au,) BCE positive weights, or None.
       pcgrad: combine task gradients with PCGrad (`bigsmall_jax.train.optim.pcgrad`) instead of summing.
