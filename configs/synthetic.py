@@ -20,7 +20,7 @@ data asked for it (AMD EPYC, 2026-11-30):
   published pulse features before the pulse loss comes in (HR MAE 27.0).
 * Half the training clips mirrored (``train.hflip``): AU F1 of the held-out subjects 0.41 -> 0.48 on the
   same data and steps.
-* Three epochs: a fourth reached AU F1 0.53 (RR MAE 0.33) for 4 more minutes.
+* Three epochs: a fourth reached AU F1 0.53 (RR MAE 0.33) in 19 minutes instead of 16.
 * AU pos_weight = negatives / positives of the generator's AU base rates.
 """
 
