@@ -56,6 +56,11 @@ def hflip_clips(big: jax.Array, small: jax.Array, flips: jax.Array) -> tuple[jax
 _FLIP_STREAM = 2**31 - 2  # fold_in index of the flips' key (dropout keys use the clip indices)
 
 
+def _clip_keys(key: jax.Array, clips: jax.Array) -> jax.Array:
+    """(N,) keys ``fold_in(key, c)``, one per global clip index c in `clips` (N,)."""
+    return jax.vmap(jax.random.fold_in, (None, 0))(key, clips)
+
+
 def _make_forward(model: BigSmall, per_clip_dropout: bool, axis_name: str, hflip: bool = False) -> Callable:
     """``forward(params, batch, step_key) -> outputs`` in training mode.
 
@@ -72,13 +77,12 @@ def _make_forward(model: BigSmall, per_clip_dropout: bool, axis_name: str, hflip
         n_clips = small.shape[0] // t
         clips = device * n_clips + jnp.arange(n_clips)
         if hflip:  # on the uint8 frames: a mirrored frame has the same mean and std
-            flip_keys = jax.vmap(jax.random.fold_in, (None, 0))(jax.random.fold_in(step_key, _FLIP_STREAM), clips)
+            flip_keys = _clip_keys(jax.random.fold_in(step_key, _FLIP_STREAM), clips)
             raw_big, small = hflip_clips(batch["big"], small, jax.vmap(jax.random.bernoulli)(flip_keys))
             batch = {**batch, "big": raw_big}
         big = device_big(batch)  # uint8 frames standardized here, on the device
         if per_clip_dropout:
-            keys = jax.vmap(jax.random.fold_in, (None, 0))(step_key, clips)
-            return _apply_per_clip(model, params, big, small, keys)
+            return _apply_per_clip(model, params, big, small, _clip_keys(step_key, clips))
         return model.apply({"params": params}, big, small, train=True,
                            rngs={"dropout": jax.random.fold_in(step_key, device)})
 
