@@ -15,8 +15,8 @@ OUT = Path(__file__).with_name("layout.png")
 
 # (x, y, width, height, title, modules, colour) in axis units.
 BOXES = {
-    "sources": (0.1, 4.3, 2.3, 1.3, "video files + labels", "BP4D+ release (zip,\nphysiology, AU CSVs),\nUBFC-rPPG, PURE,\nany video + CSV",
-                "#eeeeee"),
+    "sources": (0.1, 4.3, 2.3, 1.3, "video files + labels",
+                "BP4D+ release (zip,\nphysiology, AU CSVs),\nUBFC-rPPG, PURE,\nany video + CSV", "#eeeeee"),
     "synthetic": (0.1, 1.9, 2.3, 2.1, "synthetic/",
                   "config, waveforms,\nappearance, drawing, aus,\nscene, render, recordings,\nexport, plots, dataset;\n"
                   "physical style: head,\nskin, physical, realism",
@@ -33,9 +33,10 @@ BOXES = {
                    "signals (detrend, FFT),\nhrv, quality, metrics,\nplots, evaluate (Forward),\n"
                    "unsupervised (POS, ...)",
                    "#fff3b0"),
-    "checkpoints": (9.6, 2.3, 2.4, 1.4, "checkpoints/", "model_dir (orbax),\npth (torch-free),\ntorch_import, load,\npublished (weights/)",
-                    "#ffe5b4"),
-    "inference": (6.4, 0.55, 2.7, 1.2, "inference/", "video (streamed) -> waves,\nHR, RR, AUs; physio (HRV,\nquality), windows, live\n"
+    "checkpoints": (9.6, 2.3, 2.4, 1.4, "checkpoints/",
+                    "model_dir (orbax),\npth (torch-free),\ntorch_import, load,\npublished (weights/)", "#ffe5b4"),
+    "inference": (6.4, 0.55, 2.7, 1.2, "inference/",
+                  "video (streamed) -> waves,\nHR, RR, AUs; physio (HRV,\nquality), windows, live\n"
                   "(Monitor), detectors, runners", "#d0f4f7"),
     "export": (2.9, 0.55, 3.0, 1.2, "export/", "signature, onnx_format\n(jax2onnx), stablehlo\n(jax.export), "
                "model_export", "#f4e1d2"),
@@ -45,8 +46,9 @@ ARROWS = [("sources", "datasets", "read"), ("synthetic", "datasets", "render"), 
           ("train", "model", "apply"), ("train", "checkpoints", "save"), ("train", "evaluation", "test split"),
           ("datasets", "inference", "preprocess"), ("checkpoints", "inference", "load"),
           ("runtime", "inference", ""), ("export", "inference", ".onnx")]
-ENTRY = ("entry points (python -m bigsmall_jax.<command>): prepare, train, evaluate, infer, live, convert, flops, export, "
-         "ablate, benchmark (benchmark/: peak, models, pipeline,\nprofile, report, suite, deploy, memory, detectors, live), "
+ENTRY = ("entry points (python -m bigsmall_jax.<command>): prepare, train, evaluate, infer, live, convert, flops, "
+         "export, ablate, benchmark (benchmark/: peak, models, pipeline,\nprofile, report, suite, deploy, memory, "
+         "detectors, live), "
          "synthetic;  shared: errors, "
          "files (atomic writes, JSON), figures (matplotlib), cli (key=value, output checks)")
 
