@@ -53,7 +53,9 @@ def hflip_clips(big: jax.Array, small: jax.Array, flips: jax.Array) -> tuple[jax
     return apply(big), apply(small)
 
 
-_FLIP_STREAM = 2**31 - 2  # fold_in index of the flips' key (dropout keys use the clip indices)
+# fold_in indices of the step key's streams other than dropout (whose keys use the clip indices 0, 1, ...).
+_PCGRAD_STREAM = 2**31 - 1  # the PCGrad projection order
+_FLIP_STREAM = 2**31 - 2  # the clips' mirroring
 
 
 def _clip_keys(key: jax.Array, clips: jax.Array) -> jax.Array:
@@ -162,7 +164,7 @@ def make_train_step(model: BigSmall, schedule: optax.Schedule, *, seed: int, tas
 
         if pcgrad and len(heads) > 1:
             local, grads = _pcgrad_gradients(task_losses, state.params, heads, weights,
-                                             jax.random.fold_in(step_key, 2**31 - 1), axis_name)
+                                             jax.random.fold_in(step_key, _PCGRAD_STREAM), axis_name)
         else:
             local, grads = _summed_gradients(task_losses, state.params, weights, axis_name)
         per_task = jax.lax.psum(local, axis_name)
