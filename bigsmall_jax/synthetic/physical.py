@@ -351,6 +351,37 @@ def _lag(x: np.ndarray, fps: float, tau_s: float) -> np.ndarray:
     return out
 
 
+# How strongly `nuisance` = 1 moves the head (slow wandering and glances, talking nods) and changes the
+# light (level drift, step probability, colour drift), relative to the ranges written in
+# `physical_signals`. Light changes at 3x (level drift up to 36%, a step in 90% of videos, colour drift
+# 9%, all followed by the camera's lagging auto-exposure and white balance) bring plain POS towards the
+# real clips' SNR while the published BP4D+ pulse model still reads the rates; more head motion costs the
+# published model first (docs/realism.md).
+MOTION_GAIN = 1.0
+LIGHT_GAIN = 3.0
+# Fidgeting: RMS head translation (x, y; pixels of a 160-pixel frame) and rotation (roll, yaw, pitch;
+# degrees) at full activity, spread over FIDGET_BAND_HZ.
+FIDGET_RMS = (0.25, 0.2, 0.4, 0.8, 0.6)
+FIDGET_BAND_HZ = (0.5, 4.0)
+
+
+def fidget(subject_index: int, video_index: int, config: SyntheticConfig) -> np.ndarray:
+    """Small quick head movements: (T, 5) offsets of head x, y (pixels) and roll, yaw, pitch (degrees).
+
+    Seated people shift, nod and glance with content across the pulse band, and as the head turns the mix
+    of lights on the skin and its highlights changes colour, which plain POS cannot cancel. Per video an
+    activity level (0.3-1 times `FIDGET_RMS`, times `nuisance`) and slow bursts (stream 10, apart from the
+    other signals).
+    """
+    n, fps = config.num_frames, float(config.fps)
+    r = rng(config.seed, subject_index, video_index, 10)
+    burst = np.clip(0.6 + 0.6 * waveforms.smooth_noise(r, n, fps, 0.1), 0.0, 1.0)
+    s = config.frame_size / 160.0
+    rms = np.array(FIDGET_RMS) * np.array([s, s, 1.0, 1.0, 1.0]) * config.nuisance * r.uniform(0.3, 1.0)
+    moves = np.stack([waveforms.band_noise(r, n, fps, *FIDGET_BAND_HZ) for _ in rms], axis=1)
+    return burst[:, None] * rms * moves
+
+
 def physical_signals(subject_index: int, video_index: int, config: SyntheticConfig, vp: VideoParams,
                      light: Lighting) -> PhysicalSignals:
     """The signals of one physical video (stream 3; deterministic by seed, subject, video)."""
@@ -375,20 +406,23 @@ def physical_signals(subject_index: int, video_index: int, config: SyntheticConf
     # ~0.15 s before the facial PPG peak) and talking nods.
     bcg = -np.gradient(np.interp(t + 0.15, t, bvp)) * fps
     bcg /= max(np.abs(bcg).max(), 1e-9)
+    km = k * MOTION_GAIN
     pose = np.stack([
-        k * s * r.uniform(1.0, 4.0) * waveforms.smooth_noise(r, n, fps, 0.3),
-        k * s * r.uniform(0.5, 2.0) * waveforms.smooth_noise(r, n, fps, 0.3) + s * r.uniform(0.05, 0.2) * bcg
-        + 0.6 * s * talk * k,
-        k * r.uniform(1.0, 4.0) * waveforms.smooth_noise(r, n, fps, 0.25),
-        k * r.uniform(2.0, 10.0) * waveforms.smooth_noise(r, n, fps, 0.3),
-        k * r.uniform(1.0, 5.0) * waveforms.smooth_noise(r, n, fps, 0.3) + 0.8 * talk * k,
+        km * s * r.uniform(1.0, 4.0) * waveforms.smooth_noise(r, n, fps, 0.3),
+        km * s * r.uniform(0.5, 2.0) * waveforms.smooth_noise(r, n, fps, 0.3) + s * r.uniform(0.05, 0.2) * bcg
+        + 0.6 * s * talk * km,
+        km * r.uniform(1.0, 4.0) * waveforms.smooth_noise(r, n, fps, 0.25),
+        km * r.uniform(2.0, 10.0) * waveforms.smooth_noise(r, n, fps, 0.3),
+        km * r.uniform(1.0, 5.0) * waveforms.smooth_noise(r, n, fps, 0.3) + 0.8 * talk * km,
         resp,
     ], axis=1)
+    pose[:, :5] += fidget(subject_index, video_index, config)
     # Light: level drift, an occasional step (a lamp, a passer-by), colour drift, flicker.
-    level = 1.0 + k * r.uniform(0.02, 0.12) * waveforms.smooth_noise(r, n, fps, 0.08)
-    if r.uniform() < 0.3 * k:
+    kl = k * LIGHT_GAIN
+    level = 1.0 + kl * r.uniform(0.02, 0.12) * waveforms.smooth_noise(r, n, fps, 0.08)
+    if r.uniform() < 0.3 * kl:
         level = level * (1.0 + r.uniform(-0.15, 0.15) * (t > r.uniform(0, n / fps)))
-    colour = 1.0 + k * 0.03 * np.stack([waveforms.smooth_noise(r, n, fps, 0.05) for _ in range(3)], axis=1)
+    colour = 1.0 + kl * 0.03 * np.stack([waveforms.smooth_noise(r, n, fps, 0.05) for _ in range(3)], axis=1)
     flick = 1.0 + light.flicker * np.sin(2 * np.pi * light.flicker_hz * t + r.uniform(0, 2 * np.pi))
     rgb_light = level[:, None] * colour * flick[:, None]
     # Camera: auto-exposure follows the light level, white balance its colour, both late.

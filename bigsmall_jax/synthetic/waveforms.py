@@ -15,8 +15,8 @@ in Hz.
   onset, apex plateau, raised-cosine offset). Some AUs are driven together (AU01+AU02 brows up,
   AU06+AU12 smile, AU23+AU24 lip press), AU15 is suppressed while AU12 is active, and the episode rates
   are set so that the fraction of frames with intensity > `AU_THRESHOLD` matches `AU_BASE_RATES`.
-* Nuisances: `blink_track` (eye closure in [0, 1]), `smooth_noise` (band-limited random curves for head
-  motion and illumination drift).
+* Nuisances: `blink_track` (eye closure in [0, 1]), `smooth_noise` (slow random curves for head
+  motion and illumination drift), `band_noise` (Gaussian noise inside a band: fidgeting).
 """
 
 from __future__ import annotations
@@ -86,6 +86,23 @@ def smooth_noise(rng: np.random.Generator, n: int, fps: float, max_hz: float, n_
     x = np.sum(amps[:, None] * np.sin(2.0 * np.pi * freqs[:, None] * t[None, :] + phases[:, None]), axis=0)
     peak = np.max(np.abs(x)) if n else 0.0
     return x / peak if peak > 0 else x
+
+
+def band_noise(rng: np.random.Generator, n: int, fps: float, lo_hz: float, hi_hz: float) -> np.ndarray:
+    """Gaussian noise with a flat spectrum inside [lo_hz, hi_hz] and none outside, scaled to unit RMS.
+
+    White noise with the frequencies outside the band zeroed in its real FFT: unlike `smooth_noise`'s few
+    sinusoids, its power spreads over the whole band, so no single frequency stands out.
+
+    Returns:
+      (n,) float64 with RMS 1 (zeros if the band holds no FFT frequency of n samples).
+    """
+    spec = np.fft.rfft(rng.standard_normal(n))
+    f = np.fft.rfftfreq(n, 1.0 / fps)
+    spec[(f < lo_hz) | (f > hi_hz)] = 0.0
+    x = np.fft.irfft(spec, n)
+    rms = float(np.sqrt(np.mean(x**2))) if n else 0.0
+    return x / rms if rms > 0 else np.zeros(n)
 
 
 def rate_track(rng: np.random.Generator, n: int, fps: float, rate_range: tuple[float, float], drift: float,

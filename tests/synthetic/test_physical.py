@@ -218,3 +218,18 @@ def test_frames_above_the_detail_size_are_the_lit_scene_resized(monkeypatch):
     # most pixels differ by at most one grey level.
     assert np.abs(face.mean(axis=(0, 1, 2))).max() < 0.5
     assert np.median(np.abs(face)) <= 1.0 and np.abs(diff).mean() < 2.5
+
+
+def test_fidgeting_moves_the_head_inside_the_pulse_band():
+    cfg = dataclasses.replace(TINY, duration_s=60.0)
+    moves = ph.fidget(1, 0, cfg)
+    assert moves.shape == (cfg.num_frames, 5)
+    power = np.abs(np.fft.rfft(moves, axis=0)) ** 2
+    f = np.fft.rfftfreq(cfg.num_frames, 1 / cfg.fps)
+    lo, hi = ph.FIDGET_BAND_HZ
+    assert power[(f < lo) | (f > hi)].sum() < 0.1 * power.sum()  # the slow bursts leak a little
+    rms = np.sqrt(np.mean(moves**2, axis=0))
+    scale = np.array(ph.FIDGET_RMS) * np.array([cfg.frame_size / 160, cfg.frame_size / 160, 1, 1, 1])
+    assert np.all(rms <= scale) and np.all(rms >= 0.1 * scale)
+    assert not ph.fidget(1, 0, dataclasses.replace(cfg, nuisance=0.0)).any()
+    assert not np.allclose(moves, ph.fidget(2, 0, cfg))

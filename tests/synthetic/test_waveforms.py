@@ -85,3 +85,15 @@ def test_au_ramps_stay_out_of_the_pulse_band():
     f = np.fft.rfftfreq(len(x), 1 / 25.0)
     band = (f >= 0.7) & (f <= 3.0)
     assert np.mean(power[band].sum(0) / power[1:].sum(0)) < 0.013
+
+
+def test_band_noise_is_flat_inside_its_band_and_empty_outside():
+    x = wf.band_noise(np.random.default_rng(0), 25 * 400, 25.0, 0.5, 4.0)
+    assert np.sqrt(np.mean(x**2)) == pytest.approx(1.0)
+    power = np.abs(np.fft.rfft(x)) ** 2
+    f = np.fft.rfftfreq(len(x), 1 / 25.0)
+    inside = (f >= 0.5) & (f <= 4.0)
+    assert power[~inside].max() < 1e-18 * power.sum()
+    halves = [power[inside & (f < 2.25)].mean(), power[inside & (f >= 2.25)].mean()]
+    assert halves[0] == pytest.approx(halves[1], rel=0.1)  # flat: both halves of the band alike
+    assert not wf.band_noise(np.random.default_rng(0), 10, 25.0, 20.0, 30.0).any()  # no frequency in the band

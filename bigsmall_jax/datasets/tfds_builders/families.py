@@ -53,7 +53,7 @@ class BigsmallSynthetic(BigSmallBuilder):
     DESCRIPTION = "Synthetic BigSmall clips (bigsmall_jax.synthetic), split by subject."
     # The data is the generator's output: a new version whenever its videos change, so that data built
     # by an earlier generator (same settings, other videos) is not read back.
-    VERSION = tfds.core.Version("1.2.0")
+    VERSION = tfds.core.Version("1.3.0")
     RELEASE_NOTES = {
         **BigSmallBuilder.RELEASE_NOTES,
         "1.1.0": "Physical style: AUs at three quarters of the classic strength, 40% lossless recordings and "
@@ -61,6 +61,8 @@ class BigsmallSynthetic(BigSmallBuilder):
                  "at 320.",
         "1.2.0": "AU onsets 0.5-1.2 s and offsets 0.8-2 s (were 0.3-1 s both); physical style: AUs at the "
                  "classic strength.",
+        "1.3.0": "Physical style: fidgeting (head motion across 0.5-4 Hz) and light changes at 3x (level drift, "
+                 "steps, colour drift).",
     }
     BUILDER_CONFIGS = [
         BigSmallConfig(name="default", face_crop="box",
