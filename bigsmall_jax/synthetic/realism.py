@@ -179,7 +179,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--style", default="physical", choices=("classic", "physical"))
     p.add_argument("--n-subjects", type=int, default=12)
     p.add_argument("--duration", type=float, default=20.0)
-    p.add_argument("--frame-size", type=int, default=160)
+    p.add_argument("--frame-size", type=int, default=None,
+                   help="render every video at this size (default: 160; with --config, the "
+                        "config's own frame rates and sizes, e.g. the default run's 25/30 fps, 160-720 px)")
     p.add_argument("--split", default="test", choices=("train", "validation", "test"))
     p.add_argument("--test-fraction", type=float, default=0.5)
     p.add_argument("--published", default="", metavar="DIR",
@@ -195,10 +197,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         from bigsmall_jax.train.config import load_config
 
         config = SyntheticConfig(**load_config(args.config).dataset.settings.to_dict())
-        config = dataclasses.replace(config, frame_size=args.frame_size, vary_format=False)
+        if args.frame_size is not None:
+            config = dataclasses.replace(config, frame_size=args.frame_size, vary_format=False)
     else:
         config = dataclasses.replace(SyntheticConfig(), style=args.style, n_subjects=args.n_subjects,
-                                     duration_s=args.duration, frame_size=args.frame_size,
+                                     duration_s=args.duration, frame_size=args.frame_size or 160,
                                      test_fraction=args.test_fraction, val_fraction=0.0)
     if args.published:  # both measures read the same videos: rendered once, kept
         recs = list(iter_recordings(config, subject_splits(config)[args.split]))
