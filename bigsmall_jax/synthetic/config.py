@@ -54,7 +54,8 @@ class SyntheticConfig:
         compression and jpeg_quality, and draws its own at `nuisance` strength).
       blood_pulse: physical: mean peak-to-peak relative change of the dermal blood volume over a beat
         (per subject x0.7-1.3); the skin optics turn 0.02 into ~0.4% green on cheeks and forehead.
-      nuisance: physical: scales head motion, talking, light changes, flicker and sensor noise (1: realistic).
+      nuisance: physical: scales head motion, fidgeting, talking, light changes, flicker and sensor noise (1:
+        realistic, as calibrated against real footage in docs/realism.md).
       vary_format: physical: each video draws its own frame rate (25 or 30 fps, replacing `fps`) and frame
         size (160-720 pixels, log-uniform, replacing `frame_size`), so rates and looks are scale-free.
     """

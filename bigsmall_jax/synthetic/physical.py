@@ -15,9 +15,9 @@ What differs from the classic look (`scene`, `render`):
   jolt at every beat, respiration moves chest, shoulders and head and modulates the pulse amplitude.
 * AUs: the classic displacement fields; their shading becomes relief (normal changes lit by the
   lights) and cavity occlusion, not painted strokes.
-* Nuisances: head translation, roll, yaw and pitch, talking (jaw and a dark mouth opening), light
-  level drift and steps, light colour drift, mains flicker aliased to the frame rate, auto-exposure and
-  auto white balance that lag behind, shot and read noise, per-video JPEG compression.
+* Nuisances: head translation, roll, yaw and pitch, fidgeting (`fidget`), talking (jaw and a dark mouth
+  opening), light level drift and steps, light colour drift, mains flicker aliased to the frame rate,
+  auto-exposure and auto white balance that lag behind, shot and read noise, per-video JPEG compression.
 
 `shading.render_physical` turns the scene and signals into frames (a few matrix products, the shading of
 two lights, one `cv2.remap`, noise and a JPEG round trip per frame); everything else is precomputed per
