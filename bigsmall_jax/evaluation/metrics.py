@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import scipy.special
+import scipy.stats
 from tqdm import tqdm
 
 from bigsmall_jax.datasets.recording import AU_NAMES
@@ -148,8 +149,9 @@ def au_metrics(logits_or_probs, labels, threshold: float = 0.5, from_logits: boo
 
     Returns:
       dict with ``f1, precision, recall, accuracy`` ((A,) float64 arrays in [0, 1]), their means over
-      AUs ``f1_mean, precision_mean, recall_mean, accuracy_mean``, and per-AU counts ``support``
-      (labeled positives) and ``num_labeled`` ((A,) int64).
+      AUs ``f1_mean, precision_mean, recall_mean, accuracy_mean``, ``auc`` ((A,) `roc_auc` of the
+      scores, NaN where an AU has no labeled positive or no labeled negative) and per-AU counts
+      ``support`` (labeled positives) and ``num_labeled`` ((A,) int64).
     """
     scores = np.asarray(logits_or_probs, dtype=np.float64)
     y = np.asarray(labels, dtype=np.float64)
@@ -186,9 +188,29 @@ def au_metrics(logits_or_probs, labels, threshold: float = 0.5, from_logits: boo
         value = np.where(empty, np.nan, value)
         out[key] = value
         out[f"{key}_mean"] = float(np.mean(value[~empty])) if np.any(~empty) else float("nan")
+    out["auc"] = np.array([roc_auc(scores[labeled[:, a], a], y[labeled[:, a], a]) for a in range(num_au)])
     out["support"] = pos.sum(axis=0).astype(np.int64)
     out["num_labeled"] = num_labeled.astype(np.int64)
     return out
+
+
+def roc_auc(scores, labels) -> float:
+    """Area under the ROC curve: the chance that a random positive scores above a random negative (ties
+    count half), from the Mann-Whitney rank sum. Threshold-free, so it tells whether a detector ranks the
+    frames right even where its threshold misses them all.
+
+    Args:
+      scores: (N,) any monotone score (logits or probabilities). labels: (N,) in {0, 1}.
+
+    Returns:
+      AUC in [0, 1]; NaN without a positive or without a negative.
+    """
+    scores, labels = np.asarray(scores, np.float64).ravel(), np.asarray(labels).ravel() == 1
+    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = scipy.stats.rankdata(scores)
+    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 # --------------------------------------------------------------------------------------------------

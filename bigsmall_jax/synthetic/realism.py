@@ -83,8 +83,10 @@ def published_scores(recs: Sequence[Recording], model_dir: str | os.PathLike) ->
     Returns:
       hr_within_5bpm: share of videos whose Small pulse model heart rate is within 5 beats/min of the
       label's mean; hr_mae_bpm; au_f1: the Big AU model's frame F1 per AU against the synthetic labels
-      (AU06 and AU12 are the ones real and synthetic faces show alike); haar_found: share of videos where
-      the Haar cascade found the face (elsewhere the models read the known face box); per_video rows.
+      (AU06 and AU12 are the ones real and synthetic faces show alike) and au_auc, its ROC AUC per AU
+      (0.5: chance; above it the model ranks the AU's frames higher even where its threshold calls none);
+      haar_found: share of videos where the Haar cascade found the face (elsewhere the models read the
+      known face box); per_video rows.
     """
     from bigsmall_jax.checkpoints import load_checkpoint
     from bigsmall_jax.evaluation.metrics import au_metrics
@@ -111,10 +113,11 @@ def published_scores(recs: Sequence[Recording], model_dir: str | os.PathLike) ->
         logits.append(au[:rec.num_frames])
         labels.append(rec.au)
     err = np.array([abs(r["hr_model"] - r["hr_true"]) if r["hr_model"] is not None else np.inf for r in rows])
-    f1 = au_metrics(np.concatenate(logits), np.concatenate(labels))["f1"]
+    au = au_metrics(np.concatenate(logits), np.concatenate(labels))
     return {"hr_within_5bpm": round(float(np.mean(err <= 5)), 3),
             "hr_mae_bpm": round(float(np.mean(err[np.isfinite(err)])), 2) if np.isfinite(err).any() else None,
-            "au_f1": {name: round(float(x), 3) for name, x in zip(AU_NAMES, f1, strict=True)},
+            "au_f1": {name: round(float(x), 3) for name, x in zip(AU_NAMES, au["f1"], strict=True)},
+            "au_auc": {name: round(float(x), 3) for name, x in zip(AU_NAMES, au["auc"], strict=True)},
             "haar_found": round(float(np.mean([r["haar_found_face"] for r in rows])), 3), "per_video": rows}
 
 

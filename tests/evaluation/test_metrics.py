@@ -99,6 +99,20 @@ def test_au_metrics_known_confusion_matrices():
     np.testing.assert_allclose(m2["f1"], m["f1"])
 
 
+def test_roc_auc_counts_the_pairs_ranked_right():
+    # 2 positives x 3 negatives = 6 pairs: 0.9 beats all 3, 0.4 beats 0.1 and ties 0.4 (half): 4.5 / 6.
+    assert metrics.roc_auc([0.9, 0.4, 0.4, 0.1, 0.5], [1, 1, 0, 0, 0]) == pytest.approx(4.5 / 6)
+    assert metrics.roc_auc([3.0, 2.0, 1.0], [1, 0, 0]) == 1.0
+    assert metrics.roc_auc([3.0, 2.0, 1.0], [0, 1, 1]) == 0.0
+    assert metrics.roc_auc(np.zeros(10), np.arange(10) % 2) == 0.5  # all tied
+    assert math.isnan(metrics.roc_auc([0.3, 0.7], [1, 1]))
+    rng = np.random.default_rng(0)  # a monotone map of the scores leaves it unchanged
+    s, y = rng.normal(size=200), rng.integers(0, 2, 200)
+    assert metrics.roc_auc(np.exp(s), y) == pytest.approx(metrics.roc_auc(s, y))
+    m = metrics.au_metrics(np.stack([s, -s], 1), np.stack([y, y], 1))
+    np.testing.assert_allclose(m["auc"], [metrics.roc_auc(s, y), 1 - metrics.roc_auc(s, y)])
+
+
 def test_au_threshold_is_inclusive_and_unlabeled_au_is_nan():
     labels = np.array([[1.0, np.nan], [0.0, np.nan]])
     m = metrics.au_metrics(np.array([[0.0, 5.0], [-1.0, 5.0]]), labels)  # sigmoid(0) = 0.5 -> positive
