@@ -42,6 +42,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--output", required=True, help="metrics JSON to write; plots go beside it")
     p.add_argument("--window-s", type=float, default=None,
                    help="rates over windows of this many seconds (default: one per video, as the paper)")
+    p.add_argument("--method", default="fft", choices=("fft", "peak"),
+                   help="rates from the periodogram peak (default, the paper; a grid of fps * 60 / nfft per "
+                        "minute) or from the mean interval between the wave's peaks")
     p.add_argument("--batch-clips", type=int, default=16, help="clips per forward pass (default: 16)")
     p.add_argument("--no-plots", action="store_true", help="write the JSON only")
     return p.parse_args(argv)
@@ -58,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.batch_clips < 1:
         raise UserError(f"--batch-clips must be >= 1, got {args.batch_clips}")
     results, predictions = evaluate_checkpoint(args.checkpoint, args.dataset, args.data_dir, args.split,
-                                               args.config, args.batch_clips, args.window_s)
+                                               args.config, args.batch_clips, args.window_s, args.method)
     plot_paths = write_results(results, predictions, output, with_plots=not args.no_plots)
     print(format_table(results))
     log.info("wrote %s%s", output, f" and {len(plot_paths)} plots beside it" if plot_paths else "")

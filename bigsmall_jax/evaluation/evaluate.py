@@ -305,7 +305,8 @@ def predict_videos(model: BigSmall, variables, videos: Iterable, batch_clips: in
 
 
 def evaluate_split(model: BigSmall, variables, data_source, batch_clips: int = 16,
-                   window_s: float | None = None, progress: bool | None = None) -> tuple[dict, list[dict]]:
+                   window_s: float | None = None, progress: bool | None = None,
+                   method: str = "fft") -> tuple[dict, list[dict]]:
     """Predicts every video of a prepared split and scores it with `metrics.evaluate_videos`.
 
     Args:
@@ -314,6 +315,7 @@ def evaluate_split(model: BigSmall, variables, data_source, batch_clips: int = 1
       batch_clips: clips per forward pass.
       window_s: None: one rate per video (the paper); else rates over windows of this many seconds.
       progress: tqdm bar over videos (None: only on a terminal).
+      method: "fft" (the periodogram peak, the paper) or "peak" (the mean peak interval; no frequency grid).
 
     Returns:
       (metrics, predictions): the JSON-serialisable dict of `metrics.evaluate_videos` (``hr_mae``,
@@ -321,7 +323,7 @@ def evaluate_split(model: BigSmall, variables, data_source, batch_clips: int = 1
       `predict_videos` (numpy arrays, e.g. for plots).
     """
     predictions = predict_videos(model, variables, iter_videos(data_source), batch_clips, progress)
-    return metrics.evaluate_videos(predictions, window_s=window_s), predictions
+    return metrics.evaluate_videos(predictions, window_s=window_s, method=method), predictions
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -385,7 +387,7 @@ def format_table(results: Mapping) -> str:
 
 def evaluate_checkpoint(checkpoint: str | os.PathLike, dataset: str, data_dir: str | os.PathLike,
                         split: str = "test", config: str | None = None, batch_clips: int = 16,
-                        window_s: float | None = None) -> tuple[dict, list[dict]]:
+                        window_s: float | None = None, method: str = "fft") -> tuple[dict, list[dict]]:
     """Loads a checkpoint and scores it on one split of a prepared dataset (`evaluate_split`).
 
     Args:
@@ -394,6 +396,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, dataset: str, data_dir: s
       split: the split to evaluate.
       batch_clips: clips per forward pass.
       window_s: None: one rate per video; else rates over windows of this many seconds.
+      method: how rates are read from the waves ("fft" or "peak", `evaluate_split`).
 
     Returns:
       (metrics, predictions): the metrics of `evaluate_split` with ``checkpoint``, ``dataset``, ``config``,
@@ -404,7 +407,8 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, dataset: str, data_dir: s
     config_name = builder.builder_config.name if builder.builder_config else None
     log.info("evaluating %s on %s/%s split %s (%d clips)", checkpoint, builder.name, config_name or "?", split,
              len(source))
-    results, predictions = evaluate_split(model, variables, source, batch_clips, window_s, progress=None)
+    results, predictions = evaluate_split(model, variables, source, batch_clips, window_s, progress=None,
+                                          method=method)
     results = {
         **results,
         "checkpoint": os.fspath(checkpoint),

@@ -73,7 +73,7 @@ def _assert_same_metrics(got: dict, want: dict) -> None:
     assert [v["video_id"] for v in got["per_video"]] == [v["video_id"] for v in want["per_video"]]
     for g, w in zip(got["per_video"], want["per_video"], strict=True):
         for key in ("hr_pred", "hr_label", "rr_pred", "rr_label", "au_f1_mean", "num_frames"):
-            assert g[key] == pytest.approx(w[key], rel=1e-4), key
+            assert (g[key] is None) if w[key] is None else g[key] == pytest.approx(w[key], rel=1e-4), key
 
 
 def test_evaluate_cli_matches_plain_path(tiny_synthetic_dataset, ckpt, tmp_path, capsys):
@@ -115,8 +115,11 @@ def test_evaluate_split_predictions(tiny_synthetic_dataset, ckpt):
         assert p["num_frames"] == n_frames == 50 and p["n_padded_frames"] == 1  # stored padding dropped, re-added
         assert p["bvp_pred"].shape == p["bvp_label"].shape == p["resp_pred"].shape == (50,)
         assert p["au_logits"].shape == p["au_label"].shape == (50, 12)
-    # Scoring the returned predictions again gives the returned metrics.
+    # Scoring the returned predictions again gives the returned metrics, by either rate method.
     _assert_same_metrics(results, metrics.evaluate_videos(predictions))
+    peak, _ = evaluate_split(model, variables, source, batch_clips=2, method="peak")
+    assert results["method"] == "fft" and peak["method"] == "peak"
+    _assert_same_metrics(peak, metrics.evaluate_videos(predictions, method="peak"))
     # The predictions equal the plain path's: whole videos in one pass, stored padding dropped.
     plain = _plain_predictions(model, variables, source)
     assert [p["video_id"] for p in predictions] == [p["video_id"] for p in plain]

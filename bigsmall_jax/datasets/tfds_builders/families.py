@@ -61,7 +61,7 @@ class BigsmallSynthetic(BigSmallBuilder):
                  "at 320.",
         "1.2.0": "AU onsets 0.5-1.2 s and offsets 0.8-2 s (were 0.3-1 s both); physical style: AUs at the "
                  "classic strength.",
-        "1.3.0": "Physical style: fidgeting (head motion across 0.5-4 Hz) and light changes at 3x (level drift, "
+        "1.3.0": "Physical style: fidgeting (head motion across 0.5-4 Hz) and light changes at 2x (level drift, "
                  "steps, colour drift).",
     }
     BUILDER_CONFIGS = [
