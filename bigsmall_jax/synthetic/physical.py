@@ -34,7 +34,7 @@ from bigsmall_jax.datasets.recording import AU_NAMES, Recording
 from bigsmall_jax.synthetic import head, skin, waveforms
 from bigsmall_jax.synthetic.appearance import subject_params, video_params
 from bigsmall_jax.synthetic.aus import AuInputs, draw_aus
-from bigsmall_jax.synthetic.config import SubjectParams, SyntheticConfig, VideoParams, rng
+from bigsmall_jax.synthetic.config import REFERENCE_SIZE, SubjectParams, SyntheticConfig, VideoParams, rng
 from bigsmall_jax.synthetic.drawing import Canvas, coverage, ellipse_sd, face_grid, sample, smooth_texture
 from bigsmall_jax.synthetic.recordings import synthetic_recording
 from bigsmall_jax.synthetic.scene import FaceLook, blink_delta, body_flows, face_box, paint_subject
@@ -376,7 +376,7 @@ def fidget(subject_index: int, video_index: int, config: SyntheticConfig) -> np.
     n, fps = config.num_frames, float(config.fps)
     r = rng(config.seed, subject_index, video_index, 10)
     burst = np.clip(0.6 + 0.6 * waveforms.smooth_noise(r, n, fps, 0.1), 0.0, 1.0)
-    s = config.frame_size / 160.0
+    s = config.frame_size / REFERENCE_SIZE
     rms = np.array(FIDGET_RMS) * np.array([s, s, 1.0, 1.0, 1.0]) * config.nuisance * r.uniform(0.3, 1.0)
     moves = np.stack([waveforms.band_noise(r, n, fps, *FIDGET_BAND_HZ) for _ in rms], axis=1)
     return burst[:, None] * rms * moves
@@ -401,7 +401,7 @@ def physical_signals(subject_index: int, video_index: int, config: SyntheticConf
     au = waveforms.au_intensities(r, n, fps)
     blink = waveforms.blink_track(r, n, fps, config.blink_rate_hz * r.uniform(0.5, 1.5))
     talk = waveforms.talk_track(r, n, fps, k * r.uniform(0.0, 0.4))
-    s = config.frame_size / 160.0
+    s = config.frame_size / REFERENCE_SIZE
     # Head pose: slow wandering, quicker glances, the BCG jolt (head moves up and back at ejection,
     # ~0.15 s before the facial PPG peak) and talking nods.
     bcg = -np.gradient(np.interp(t + 0.15, t, bvp)) * fps

@@ -207,7 +207,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             config = dataclasses.replace(config, frame_size=args.frame_size, vary_format=False)
     else:
         config = dataclasses.replace(SyntheticConfig(), style=args.style, n_subjects=args.n_subjects,
-                                     duration_s=args.duration, frame_size=args.frame_size or 160,
+                                     duration_s=args.duration,
+                                     frame_size=160 if args.frame_size is None else args.frame_size,
                                      test_fraction=args.test_fraction, val_fraction=0.0)
     if args.published:  # both measures read the same videos: rendered once, kept
         recs = list(iter_recordings(config, subject_splits(config)[args.split]))
