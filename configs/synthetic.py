@@ -1,4 +1,4 @@
-"""The default run: BigSmall on the embedded synthetic dataset (physical style), ~22 minutes on a 2-core CPU.
+"""The default run: BigSmall on the embedded synthetic dataset (physical style), ~23 minutes on a 2-core CPU.
 
 36 subjects x 1 video x 21 s: 26 train, 1 validation (unused), 9 test subjects. One video per subject
 gives the model twice the identities of 18 x 2 for the same frames (AUs must generalize across faces:
@@ -20,12 +20,15 @@ data asked for it (AMD EPYC, 2026-11-30):
   published pulse features before the pulse loss comes in (HR MAE 27.0).
 * Half the training clips mirrored (``train.hflip``): AU F1 of the held-out subjects 0.41 -> 0.48 on the
   same data and steps (16 clips a step).
-* Four clips a step (`configs/common.py`: 16), three epochs, checkpoints every 400 steps (every 1,600
-  clips): held-out AU F1 0.72 in 14.9 minutes of training on the built data (the generator before
-  fidgeting and the 2x light changes; 0.69 on today's, docs/realism.md). With the same
-  epochs 16 clips a step read 0.49 (11 minutes), 8 clips 0.60 (11.7 minutes); 4 clips for two epochs 0.59
-  (10.3 minutes). The lower-face AUs gain most from the extra updates (AU14 0.29 -> 0.66, AU24 0.35 -> 0.64).
-  Zooming and shifting the Big frames of each clip (up to 10% and 6%) lowered it (0.49 -> 0.44 at 16 clips).
+* Four clips a step (`configs/common.py`: 16), four epochs, checkpoints every 400 steps (every 1,600 clips).
+  On today's data (dataset 1.4.0) four epochs against three: held-out AU F1 0.746 / 0.685, RR MAE 0.72 /
+  2.28, in 18.4 / 14.4 minutes of training and test on the built data; at fixed sizes (160 / 320 / 640 px)
+  AU F1 0.73-0.75 / 0.68-0.70, RR MAE 0.49-0.65 / 1.46, HR MAE 6.2 / 2.8 / 0.0 against 6.2 / 0.7 / 0.0
+  (docs/realism.md). Three epochs on the generator before fidgeting and the 2x light changes read held-out
+  AU F1 0.72 in 14.9 minutes; with those epochs 16 clips a step read 0.49 (11 minutes), 8 clips 0.60 (11.7
+  minutes); 4 clips for two epochs 0.59 (10.3 minutes). The lower-face AUs gain most from the extra updates
+  (AU14 0.29 -> 0.66, AU24 0.35 -> 0.64). Zooming and shifting the Big frames of each clip (up to 10% and
+  6%) lowered it (0.49 -> 0.44 at 16 clips).
 * AU pos_weight = negatives / positives of the generator's AU base rates.
 """
 
@@ -46,7 +49,7 @@ def get_config():
     c.dataset.settings.val_fraction = 1.0 / 36.0
     c.dataset.val_split = ""
     c.train.batch_clips = 4
-    c.train.num_epochs = 3
+    c.train.num_epochs = 4
     c.train.checkpoint_every_steps = 400
     c.train.eval_batch_clips = 32
     c.train.init = "bp4d-fold1"
