@@ -31,8 +31,8 @@ HR_RANGE_BPM = (45.0, 150.0)
 RR_RANGE_BPM = (6.0, 30.0)
 # Resting adults: (mean, sd, share of videos) of the base heart and breathing rates, per minute; the other
 # videos draw their base rate uniformly over the whole range (exercise, stress, slow breathing). Half the
-# heart rates are resting, so that a small training set still holds fast hearts (at 0.8 the default run's
-# 26 training videos held two above 110 beats/min and its 160-pixel test missed two of the four).
+# heart rates are resting, so that a training set of a few dozen videos still holds several fast hearts
+# (docs/realism.md).
 HR_TYPICAL = (76.0, 12.0, 0.5)
 RR_TYPICAL = (16.0, 4.0, 0.8)
 AU_THRESHOLD = 0.5  # binary AU label = intensity > AU_THRESHOLD
