@@ -186,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--n-subjects", type=int, default=12)
     p.add_argument("--duration", type=float, default=20.0)
     p.add_argument("--frame-size", type=int, default=None,
-                   help="render every video at this size (default: 160; with --config, the "
+                   help="render every video at this size (default: SyntheticConfig's 160; with --config, the "
                         "config's own frame rates and sizes, e.g. the default run's 25/30 fps, 160-720 px)")
     p.add_argument("--split", default="test", choices=("train", "validation", "test"))
     p.add_argument("--test-fraction", type=float, default=0.5)
@@ -203,13 +203,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         from bigsmall_jax.train.config import load_config
 
         config = SyntheticConfig(**load_config(args.config).dataset.settings.to_dict())
-        if args.frame_size is not None:
-            config = dataclasses.replace(config, frame_size=args.frame_size, vary_format=False)
     else:
         config = dataclasses.replace(SyntheticConfig(), style=args.style, n_subjects=args.n_subjects,
-                                     duration_s=args.duration,
-                                     frame_size=160 if args.frame_size is None else args.frame_size,
-                                     test_fraction=args.test_fraction, val_fraction=0.0)
+                                     duration_s=args.duration, test_fraction=args.test_fraction, val_fraction=0.0)
+    if args.frame_size is not None:
+        config = dataclasses.replace(config, frame_size=args.frame_size, vary_format=False)
     if args.published:  # both measures read the same videos: rendered once, kept
         recs = list(iter_recordings(config, subject_splits(config)[args.split]))
         out = measure(config, args.split, recs)
