@@ -57,6 +57,10 @@ RELIEF_FLOOR = 1e-4  # smallest normal or cavity change per unit AU that is kept
 # reads a 144-pixel crop of 1.5 face boxes, which a 320-pixel rendering already resolves, and the cost of
 # lighting grows with the square of the size (a 720-pixel frame: 20x a 160-pixel one).
 DETAIL_SIZE = 320
+# Sensor noise is set for a sensor of this many pixels across (a VGA webcam's 480 rows, the smallest in use):
+# a smaller frame is a binned or downscaled capture, each pixel the mean of (SENSOR_PX / size)^2 sensor
+# pixels, so the noise on the face as a whole does not depend on the frame size.
+SENSOR_PX = 480
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,7 +121,8 @@ class Lighting:
       exposure: camera gain target (grey levels per unit).
       exposure_lag_s, wb_lag_s: time constants of auto-exposure and auto white balance.
       flicker_hz, flicker: aliased mains flicker frequency (Hz) and relative depth.
-      read_noise, shot_noise: sensor noise: std = sqrt(read^2 + shot * level) grey levels.
+      read_noise, shot_noise: sensor noise of a frame pixel: std = sqrt(read^2 + shot * level) grey levels
+        (a sensor pixel's, divided by the binning of a frame smaller than `SENSOR_PX`).
       jpeg_quality: per-frame JPEG quality (None: no compression).
     """
 
@@ -150,6 +155,7 @@ def lighting(subject_index: int, video_index: int, config: SyntheticConfig) -> L
     key_rgb = np.array([1.0 + 0.12 * warm, 1.0, 1.0 - 0.15 * warm]) * r.uniform(0.6, 0.85)
     fill_rgb = np.array([1.0, 1.0, 1.0]) + r.uniform(-0.08, 0.08, 3)
     side = r.choice([-1.0, 1.0])
+    binning = max(1.0, SENSOR_PX / float(config.frame_size))  # sensor pixels per frame pixel, across
     return Lighting(
         key_dir=_unit([side * r.uniform(0.2, 0.9), r.uniform(-0.6, -0.05), 1.0]),
         fill_dir=_unit([-side * r.uniform(0.3, 1.0), r.uniform(-0.3, 0.3), 1.0]),
@@ -159,7 +165,7 @@ def lighting(subject_index: int, video_index: int, config: SyntheticConfig) -> L
         exposure_lag_s=float(r.uniform(0.5, 2.0)), wb_lag_s=float(r.uniform(2.0, 6.0)),
         flicker_hz=waveforms.flicker_hz(float(r.choice([50.0, 60.0])), config.fps),
         flicker=float(k * r.uniform(0.0, 0.01)),
-        read_noise=float(k * r.uniform(1.0, 2.5)), shot_noise=float(k * r.uniform(0.01, 0.05)),
+        read_noise=float(k * r.uniform(1.0, 2.5) / binning), shot_noise=float(k * r.uniform(0.01, 0.05) / binning ** 2),
         jpeg_quality=None if r.uniform() < LOSSLESS_SHARE else int(r.integers(*JPEG_QUALITY)),
     )
 

@@ -150,7 +150,7 @@ def test_open_prepared_opens_the_tiny_dataset_by_config_or_from_disk(tiny_synthe
     assert prepare.find_prepared("synthetic", data_dir) == built.data_path
     for builder in (by_config, from_disk, named):
         assert (builder.name, str(builder.version), builder.builder_config.name) == \
-            ("bigsmall_synthetic", "1.4.0", cfg.name)
+            ("bigsmall_synthetic", "1.5.0", cfg.name)
         assert {s: i.num_examples for s, i in builder.info.splits.items()} == \
             {s: i.num_examples for s, i in built.info.splits.items()}
         record = tb.data_source(builder, "test")[0]

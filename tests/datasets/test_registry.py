@@ -91,7 +91,7 @@ def test_builder_names_versions_and_configs_are_unchanged():
     }
     for name, (tfds_name, cls_name, configs) in expected.items():
         cls = registry.builder_class(name)
-        version = "1.4.0" if name == "synthetic" else "1.0.0"  # the synthetic data follows its generator
+        version = "1.5.0" if name == "synthetic" else "1.0.0"  # the synthetic data follows its generator
         assert (cls.name, cls.__name__, str(cls.VERSION)) == (tfds_name, cls_name, version)
         assert [c.name for c in cls.BUILDER_CONFIGS] == configs
     # Configs with overrides keep their hashed names (the data directories of datasets built before; an int

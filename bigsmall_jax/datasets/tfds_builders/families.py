@@ -53,7 +53,7 @@ class BigsmallSynthetic(BigSmallBuilder):
     DESCRIPTION = "Synthetic BigSmall clips (bigsmall_jax.synthetic), split by subject."
     # The data is the generator's output: a new version whenever its videos change, so that data built
     # by an earlier generator (same settings, other videos) is not read back.
-    VERSION = tfds.core.Version("1.4.0")
+    VERSION = tfds.core.Version("1.5.0")
     RELEASE_NOTES = {
         **BigSmallBuilder.RELEASE_NOTES,
         "1.1.0": "Physical style: AUs at three quarters of the classic strength, 40% lossless recordings and "
@@ -64,6 +64,7 @@ class BigsmallSynthetic(BigSmallBuilder):
         "1.3.0": "Physical style: fidgeting (head motion across 0.5-4 Hz) and light changes at 2x (level drift, "
                  "steps, colour drift).",
         "1.4.0": "Physical style: half the videos draw a resting heart rate (was 80%), the rest 45-150 beats/min.",
+        "1.5.0": "Physical style: sensor noise of a 480-pixel sensor, binned in frames smaller than that.",
     }
     BUILDER_CONFIGS = [
         BigSmallConfig(name="default", face_crop="box",

@@ -31,8 +31,8 @@ def test_features_splits_and_config(tiny_synthetic_dataset):
     assert feats["big"].shape == (3, 144, 144, 3) and feats["big"].np_dtype == np.uint8
     assert feats["small"].shape == (3, 9, 9, 3) and feats["small"].np_dtype == np.float32
     assert feats["au"].shape == (3, len(AU_NAMES))
-    assert str(builder.version) == "1.4.0"
-    assert {"1.0.0", "1.1.0", "1.2.0", "1.3.0", "1.4.0"} <= set(builder.release_notes)
+    assert str(builder.version) == "1.5.0"
+    assert {"1.0.0", "1.1.0", "1.2.0", "1.3.0", "1.4.0", "1.5.0"} <= set(builder.release_notes)
     # Every video of 50 frames is 17 clips (16 full + 1 padded), every clip stored once.
     scfg = _synthetic_config(builder)
     n_videos = scfg.n_subjects * scfg.videos_per_subject
