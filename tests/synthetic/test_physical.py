@@ -201,6 +201,20 @@ def test_recordings_are_lossless_or_high_quality_jpeg():
     assert all(lo <= x < hi for x in q if x is not None)
 
 
+def test_sensor_noise_is_binned_in_frames_smaller_than_the_sensor():
+    """A frame of SENSOR_PX / k pixels is a k x k binned capture: the mean of k^2 sensor pixels has 1/k of the
+    read-noise std and 1/k^2 of the shot-noise variance per grey level, so noise over the face does not
+    depend on the frame size; frames of SENSOR_PX or more keep the sensor's noise. Nothing else changes."""
+    for subject, video in ((0, 0), (3, 1)):
+        sensor = ph.lighting(subject, video, dataclasses.replace(TINY, frame_size=ph.SENSOR_PX))
+        assert ph.lighting(subject, video, dataclasses.replace(TINY, frame_size=720)) == sensor
+        for k in (2, 3, 5):
+            small = ph.lighting(subject, video, dataclasses.replace(TINY, frame_size=ph.SENSOR_PX // k))
+            assert small.read_noise == pytest.approx(sensor.read_noise / k)
+            assert small.shot_noise == pytest.approx(sensor.shot_noise / k ** 2)
+            assert dataclasses.replace(small, read_noise=sensor.read_noise, shot_noise=sensor.shot_noise) == sensor
+
+
 def test_frames_above_the_detail_size_are_the_lit_scene_resized(monkeypatch):
     """A frame of twice `DETAIL_SIZE` is the scene lit at DETAIL_SIZE, resized: area-averaged back down it
     matches the DETAIL_SIZE frame (no noise, lossless), and its face box is twice as large."""
