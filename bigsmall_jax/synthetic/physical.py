@@ -17,7 +17,8 @@ What differs from the classic look (`scene`, `render`):
   lights) and cavity occlusion, not painted strokes.
 * Nuisances: head translation, roll, yaw and pitch, fidgeting (`fidget`), talking (jaw and a dark mouth
   opening), light level drift and steps, light colour drift, mains flicker aliased to the frame rate,
-  auto-exposure and auto white balance that lag behind, shot and read noise, per-video JPEG compression.
+  auto-exposure and auto white balance that lag behind, shot and read noise (binned in frames smaller than
+  the sensor, `SENSOR_PX`), per-video JPEG compression.
 
 `shading.render_physical` turns the scene and signals into frames (a few matrix products, the shading of
 two lights, one `cv2.remap`, noise and a JPEG round trip per frame); everything else is precomputed per
@@ -165,7 +166,8 @@ def lighting(subject_index: int, video_index: int, config: SyntheticConfig) -> L
         exposure_lag_s=float(r.uniform(0.5, 2.0)), wb_lag_s=float(r.uniform(2.0, 6.0)),
         flicker_hz=waveforms.flicker_hz(float(r.choice([50.0, 60.0])), config.fps),
         flicker=float(k * r.uniform(0.0, 0.01)),
-        read_noise=float(k * r.uniform(1.0, 2.5) / binning), shot_noise=float(k * r.uniform(0.01, 0.05) / binning ** 2),
+        read_noise=float(k * r.uniform(1.0, 2.5) / binning),
+        shot_noise=float(k * r.uniform(0.01, 0.05) / binning ** 2),
         jpeg_quality=None if r.uniform() < LOSSLESS_SHARE else int(r.integers(*JPEG_QUALITY)),
     )
 
