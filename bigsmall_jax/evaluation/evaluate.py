@@ -315,7 +315,8 @@ def evaluate_split(model: BigSmall, variables, data_source, batch_clips: int = 1
       batch_clips: clips per forward pass.
       window_s: None: one rate per video (the paper); else rates over windows of this many seconds.
       progress: tqdm bar over videos (None: only on a terminal).
-      method: "fft" (the periodogram peak, the paper) or "peak" (the mean peak interval; no frequency grid).
+      method: "fft" (the periodogram peak, the paper), "fine" (the same peak on a 16x finer grid) or "peak"
+        (the mean peak interval; no frequency grid).
 
     Returns:
       (metrics, predictions): the JSON-serialisable dict of `metrics.evaluate_videos` (``hr_mae``,
@@ -396,7 +397,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, dataset: str, data_dir: s
       split: the split to evaluate.
       batch_clips: clips per forward pass.
       window_s: None: one rate per video; else rates over windows of this many seconds.
-      method: how rates are read from the waves ("fft" or "peak", `evaluate_split`).
+      method: how rates are read from the waves (`signals.RATE_METHODS`, `evaluate_split`).
 
     Returns:
       (metrics, predictions): the metrics of `evaluate_split` with ``checkpoint``, ``dataset``, ``config``,

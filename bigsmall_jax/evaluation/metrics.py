@@ -364,7 +364,7 @@ def evaluate_videos(
       fs_key: key of the sampling rate (Hz) in each dict.
       window_s: None for one rate per video (the paper), else non-overlapping windows of this many
         seconds (see `window_slices`).
-      method: ``"fft"`` or ``"peak"``.
+      method: ``"fft"``, ``"fine"`` or ``"peak"`` (`signals.RATE_METHODS`).
       diff_normalized: the waves are diff-normalized (integrate before detrending).
       au_threshold: probability threshold for AUs.
 

@@ -5,8 +5,11 @@
 2. smoothness-priors detrending (Tarvainen et al. 2002, lambda = 100);
 3. a Butterworth order-1 band-pass applied forwards and backwards (`scipy.signal.filtfilt`):
    0.75-2.5 Hz for heart rate (HR), 0.13-0.5 Hz for respiration rate (RR);
-4. the rate: the peak of the periodogram inside the band (``method="fft"``) or the mean interval
-   between peaks (``method="peak"``), in beats or breaths per minute.
+4. the rate: the peak of the periodogram inside the band (``method="fft"``, the protocol: a grid of
+   60 * fs / nfft per minute, nfft the next power of 2 of the length), the peak of the same periodogram
+   zero-padded `FINE_PAD` times further (``method="fine"``: a 16x finer grid, so errors smaller than one
+   protocol bin still show), or the mean interval between peaks (``method="peak"``), in beats or breaths
+   per minute.
 
 The SNR of a predicted pulse is measured around the label's rate (`snr_db`). All waves are 1-D numpy
 arrays of shape (T,) sampled at ``fs`` Hz; all rates are per minute.
@@ -26,7 +29,8 @@ DETREND_LAMBDA = 100.0
 FILTER_ORDER = 1
 # Half width of the SNR's signal windows around the label's first and second harmonics, per minute.
 SNR_DEVIATION_PER_MIN = 6.0
-RATE_METHODS = ("fft", "peak")
+RATE_METHODS = ("fft", "fine", "peak")
+FINE_PAD = 16  # "fine": nfft 16x the protocol's
 
 def as_wave(signal, name: str = "wave") -> np.ndarray:
     """A (T,) float64 copy of ``signal``; a trailing singleton axis ((T, 1) model output) is dropped."""
@@ -137,23 +141,24 @@ def bandpass(signal, fs: float, low_hz: float, high_hz: float, order: int = FILT
     return scipy.signal.filtfilt(b, a, x)
 
 
-def periodogram(signal, fs: float) -> tuple[np.ndarray, np.ndarray]:
-    """`scipy.signal.periodogram` with nfft = next power of 2 of len and no detrending.
+def periodogram(signal, fs: float, pad: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """`scipy.signal.periodogram` with nfft = pad x the next power of 2 of len and no detrending.
 
     Returns:
       freqs (nfft // 2 + 1,) in Hz and power spectral density (same shape).
     """
     x = np.asarray(signal, dtype=np.float64)
-    nfft = next_power_of_2(x.shape[0])
+    nfft = pad * next_power_of_2(x.shape[0])
     return scipy.signal.periodogram(x, fs=fs, nfft=nfft, detrend=False)
 
 
-def rate_fft(signal, fs: float, low_hz: float, high_hz: float) -> float:
+def rate_fft(signal, fs: float, low_hz: float, high_hz: float, pad: int = 1) -> float:
     """Rate per minute: 60 x the frequency of the periodogram's peak inside [low_hz, high_hz].
 
-    The resolution is one FFT bin, 60 * fs / nfft per minute, nfft = next power of 2 of len(signal).
+    The resolution is one FFT bin, 60 * fs / nfft per minute, nfft = pad x the next power of 2 of
+    len(signal) (pad 1: the protocol's).
     """
-    freqs, pxx = periodogram(signal, fs)
+    freqs, pxx = periodogram(signal, fs, pad)
     in_band = (freqs >= low_hz) & (freqs <= high_hz)
     if not np.any(in_band):
         n = np.shape(signal)[0]
@@ -194,17 +199,18 @@ def process_wave(wave, fs: float, kind: str = "hr", diff_normalized: bool = True
 
 
 def check_method(method: str) -> None:
-    """Raises `UserError` unless `method` is one of `RATE_METHODS` (``"fft"``, ``"peak"``)."""
+    """Raises `UserError` unless `method` is one of `RATE_METHODS`."""
     if method not in RATE_METHODS:
-        raise UserError(f"unknown rate method {method!r}; expected 'fft' or 'peak'")
+        raise UserError(f"unknown rate method {method!r}; expected one of {', '.join(RATE_METHODS)}")
 
 
 def rate_of_processed(x: np.ndarray, fs: float, kind: str = "hr", method: str = "fft") -> float:
     """The rate per minute of a wave already conditioned by `process_wave`: `rate_fft` in the kind's band
-    (``method="fft"``) or `rate_peaks` (any other method; `wave_to_rate` checks it)."""
-    if method == "fft":
+    (``method="fft"``; ``"fine"`` with `FINE_PAD`) or `rate_peaks` (any other method; `wave_to_rate`
+    checks it)."""
+    if method in ("fft", "fine"):
         low, high = band_for(kind)
-        return rate_fft(x, fs, low, high)
+        return rate_fft(x, fs, low, high, FINE_PAD if method == "fine" else 1)
     return rate_peaks(x, fs)
 
 
@@ -218,8 +224,8 @@ def wave_to_rate(
       fs: sampling rate in Hz.
       kind: ``"hr"`` or ``"rr"``.
       diff_normalized: integrate (cumsum) first, for diff-normalized waves.
-      method: ``"fft"`` (periodogram peak in the band) or ``"peak"`` (mean peak interval; NaN if
-        fewer than two peaks).
+      method: ``"fft"`` (periodogram peak in the band), ``"fine"`` (the same on a `FINE_PAD` x finer
+        grid) or ``"peak"`` (mean peak interval; NaN if fewer than two peaks).
 
     Returns:
       The rate per minute.

@@ -87,6 +87,21 @@ def test_respiration_rate_of_diff_normalized_sinusoid(fs, brpm):
     assert abs(signals.wave_to_rate(dn, fs, "rr", method="peak") - brpm) <= 1.0
 
 
+@pytest.mark.parametrize("fs", [25.0, 30.0])
+def test_fine_rate_resolves_inside_one_protocol_bin(fs):
+    """21 s waves 0.5 beats/min apart: the protocol's periodogram (a grid of 60 fs / nfft, 1.46-1.76 per
+    minute) reads both on its grid, the 16x zero-padded one ("fine") reads each within a fine bin."""
+    n = int(21 * fs)
+    grid = 60.0 * fs / signals.next_power_of_2(n)
+    for bpm in (73.1, 73.6, 118.3):
+        dn = diff_normalize(sinusoid(bpm, fs, 21.0))
+        coarse = signals.wave_to_rate(dn, fs, "hr")
+        assert abs(coarse / grid - round(coarse / grid)) < 1e-9 and abs(coarse - bpm) <= grid / 2 + 1e-9
+        assert abs(signals.wave_to_rate(dn, fs, "hr", method="fine") - bpm) <= grid / signals.FINE_PAD
+    rates = [signals.wave_to_rate(diff_normalize(sinusoid(b, fs, 21.0)), fs, "hr", method="fine") for b in (73.1, 73.6)]
+    assert 0.3 < rates[1] - rates[0] < 0.7
+
+
 def test_diff_normalized_flag_integrates_first():
     # wave = sin(60/min) + 0.6 sin(140/min). Its derivative weights each tone by its frequency:
     # 60 vs 0.6 * 140 = 84, so the diff-normalized wave peaks at 140 unless it is integrated first.

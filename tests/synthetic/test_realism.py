@@ -57,5 +57,6 @@ def test_model_scores_reads_the_known_heart_rate_at_every_size(tmp_path, monkeyp
     for s in scores.values():
         assert s["videos"] == 2
         assert s["hr_mae"] is not None and s["hr_mae"] < 5.0
+        assert s["hr_mae_fine"] is not None and s["hr_mae_fine"] < 5.0 and s["rr_mae_fine"] is None
         assert s["hr_snr"] is not None and math.isfinite(s["hr_snr"])
         assert s["rr_mae"] is None and s["au_f1_mean"] is None
