@@ -24,7 +24,7 @@ from bigsmall_jax.cli import check_not_inside, check_output_file
 from bigsmall_jax.datasets.registry import DATASETS
 from bigsmall_jax.errors import UserError, cli_main
 from bigsmall_jax.evaluation.evaluate import evaluate_checkpoint, format_table, write_results
-from bigsmall_jax.evaluation.signals import RATE_METHODS
+from bigsmall_jax.evaluation.signals import FINE_PAD, RATE_METHODS
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="rates over windows of this many seconds (default: one per video, as the paper)")
     p.add_argument("--method", default="fft", choices=RATE_METHODS,
                    help="rates from the periodogram peak (default, the paper; a grid of fps * 60 / nfft per "
-                        "minute), the same peak on a 16x finer grid (fine), or the mean interval between the "
+                        f"minute), the same peak on a {FINE_PAD}x finer grid (fine), or the mean interval between the "
                         "wave's peaks (peak)")
     p.add_argument("--batch-clips", type=int, default=16, help="clips per forward pass (default: 16)")
     p.add_argument("--no-plots", action="store_true", help="write the JSON only")

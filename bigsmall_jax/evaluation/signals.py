@@ -29,8 +29,11 @@ DETREND_LAMBDA = 100.0
 FILTER_ORDER = 1
 # Half width of the SNR's signal windows around the label's first and second harmonics, per minute.
 SNR_DEVIATION_PER_MIN = 6.0
-RATE_METHODS = ("fft", "fine", "peak")
 FINE_PAD = 16  # "fine": nfft 16x the protocol's
+# Periodogram methods and their zero-padding of the protocol's nfft; "peak" reads peak intervals instead.
+PERIODOGRAM_PAD = {"fft": 1, "fine": FINE_PAD}
+RATE_METHODS = (*PERIODOGRAM_PAD, "peak")
+
 
 def as_wave(signal, name: str = "wave") -> np.ndarray:
     """A (T,) float64 copy of ``signal``; a trailing singleton axis ((T, 1) model output) is dropped."""
@@ -206,11 +209,11 @@ def check_method(method: str) -> None:
 
 def rate_of_processed(x: np.ndarray, fs: float, kind: str = "hr", method: str = "fft") -> float:
     """The rate per minute of a wave already conditioned by `process_wave`: `rate_fft` in the kind's band
-    (``method="fft"``; ``"fine"`` with `FINE_PAD`) or `rate_peaks` (any other method; `wave_to_rate`
+    (the methods of `PERIODOGRAM_PAD`, with their padding) or `rate_peaks` (any other method; `wave_to_rate`
     checks it)."""
-    if method in ("fft", "fine"):
+    if method in PERIODOGRAM_PAD:
         low, high = band_for(kind)
-        return rate_fft(x, fs, low, high, FINE_PAD if method == "fine" else 1)
+        return rate_fft(x, fs, low, high, PERIODOGRAM_PAD[method])
     return rate_peaks(x, fs)
 
 
