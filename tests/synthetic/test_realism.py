@@ -60,3 +60,12 @@ def test_model_scores_reads_the_known_heart_rate_at_every_size(tmp_path, monkeyp
         assert s["hr_mae_fine"] is not None and s["hr_mae_fine"] < 5.0 and s["rr_mae_fine"] is None
         assert s["hr_snr"] is not None and math.isfinite(s["hr_snr"])
         assert s["rr_mae"] is None and s["au_f1_mean"] is None
+
+
+def test_share_within_counts_missing_rates_as_misses_and_can_keep_resting_rates_only():
+    rows = [{"hr_model": 80.0, "hr_true": 78.0}, {"hr_model": None, "hr_true": 70.0},
+            {"hr_model": 70.0, "hr_true": 120.0}, {"hr_model": 105.1, "hr_true": 100.0}]
+    assert realism.share_within(rows) == 0.25  # 2 off; no rate; 50 off; 5.1 off
+    assert realism.share_within(rows, limit_bpm=6.0) == 0.5
+    assert realism.share_within(rows, max_true_bpm=realism.RESTING_MAX_BPM) == round(1 / 3, 3)  # 120 left out
+    assert realism.share_within(rows, max_true_bpm=50.0) is None
