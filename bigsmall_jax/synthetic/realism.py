@@ -75,7 +75,7 @@ def summarize(scores: Sequence[dict[str, float]]) -> dict[str, float]:
 
 PUBLISHED = {"bvp": "BP4D_Small_Heart_Clip3_Split1_Epoch4.pth", "au": "BP4D_Big_AU_Clip3_Split1_Epoch4.pth"}
 # A seated adult's heart rate at rest stays below this (beats/min; above it: tachycardia). The published
-# models learned from seated BP4D+ subjects; the synthetic test also holds fast hearts (107-148).
+# models learned from seated BP4D+ subjects; half the synthetic videos draw any rate of 45-150 (`waveforms.HR_TYPICAL`).
 RESTING_MAX_BPM = 100.0
 
 
