@@ -79,14 +79,18 @@ PUBLISHED = {"bvp": "BP4D_Small_Heart_Clip3_Split1_Epoch4.pth", "au": "BP4D_Big_
 RESTING_MAX_BPM = 100.0
 
 
+def abs_errors(rows: Sequence[dict]) -> np.ndarray:
+    """(N,) |``hr_model`` - ``hr_true``| of `rows` in beats/min; inf where ``hr_model`` is None (no rate)."""
+    return np.array([abs(r["hr_model"] - r["hr_true"]) if r["hr_model"] is not None else np.inf for r in rows])
+
+
 def share_within(rows: Sequence[dict], limit_bpm: float = 5.0, max_true_bpm: float | None = None) -> float | None:
     """Share of `rows` (``hr_model``, ``hr_true`` in beats/min; ``hr_model`` None: no rate, a miss) read within
     `limit_bpm` of the label; with `max_true_bpm` only the rows whose label is at most that. None: no rows."""
     kept = [r for r in rows if max_true_bpm is None or r["hr_true"] <= max_true_bpm]
     if not kept:
         return None
-    hits = [r["hr_model"] is not None and abs(r["hr_model"] - r["hr_true"]) <= limit_bpm for r in kept]
-    return round(float(np.mean(hits)), 3)
+    return round(float(np.mean(abs_errors(kept) <= limit_bpm)), 3)
 
 
 def published_scores(recs: Sequence[Recording], model_dir: str | os.PathLike) -> dict:
@@ -127,7 +131,7 @@ def published_scores(recs: Sequence[Recording], model_dir: str | os.PathLike) ->
                      "haar_found_face": found})
         logits.append(au[:rec.num_frames])
         labels.append(rec.au)
-    err = np.array([abs(r["hr_model"] - r["hr_true"]) if r["hr_model"] is not None else np.inf for r in rows])
+    err = abs_errors(rows)
     au = au_metrics(np.concatenate(logits), np.concatenate(labels))
     return {"hr_within_5bpm": share_within(rows),
             "hr_within_5bpm_resting": share_within(rows, max_true_bpm=RESTING_MAX_BPM),
